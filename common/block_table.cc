@@ -1,0 +1,585 @@
+// See block_table.h for the states and the guarantees.
+//
+// Invariants (for every allocated group, under its stripe's lock):
+// - group.data, group.zero and group.partial are disjoint; bits past the
+//   last block of the image are never set.
+// - group.digests holds exactly popcount(group.data) digests, in block
+//   order (null when there are none).
+// - group.partial has bit i set iff the stripe's `partials` has an entry
+//   for block (group start + i); such an entry is never complete: a
+//   partial block is hashed and turned into data or zero the moment its
+//   last byte is known.
+// - memory_bytes_ equals the sum of what the table allocated: the object,
+//   the segment directory, segments, digest arrays, partial blocks.
+
+#include "block_table.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <string>
+
+#include "zero.h"
+
+namespace blkhash {
+
+namespace {
+
+uint64_t low_bits(unsigned n) {
+  return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+}
+
+// Bits [from, to) of a 64-bit mask.
+uint64_t bit_range(unsigned from, unsigned to) {
+  return low_bits(to) & ~low_bits(from);
+}
+
+unsigned rank(uint64_t mask, unsigned bit) {
+  return static_cast<unsigned>(std::popcount(mask & low_bits(bit)));
+}
+
+}  // namespace
+
+uint64_t BlockTable::checked_block_count(uint64_t length,
+                                         uint32_t block_size) {
+  uint64_t blocks = length / block_size + (length % block_size != 0);
+  if (blocks > kMaxBlocks) throw ImageTooLarge(length, block_size);
+  return blocks;
+}
+
+ImageTooLarge::ImageTooLarge(uint64_t length, uint32_t block_size)
+    : std::length_error("image of " + std::to_string(length) +
+                        " bytes has more than 2^32 blocks of " +
+                        std::to_string(block_size) +
+                        " bytes: too large to hash") {}
+
+BlockTable::BlockTable(const Parameters& parameters, uint64_t length,
+                       HashPool* pool)
+    : parameters_(parameters),
+      length_(length),
+      block_count_(checked_block_count(length, parameters.block_size())),
+      digest_size_(parameters.digest_size()),
+      last_zero_leaf_(block_count_ == 0 ? DigestValue()
+                                        : parameters.zero_leaf(block_length(
+                                              block_count_ - 1))),
+      pool_(pool),
+      segments_((block_count_ + kSegmentBlocks - 1) / kSegmentBlocks) {
+  memory_bytes_ = sizeof(*this) + segments_.size() * sizeof(segments_[0]);
+}
+
+BlockTable::~BlockTable() = default;
+
+uint64_t BlockTable::block_offset(uint64_t block) const {
+  return block * parameters_.block_size();
+}
+
+uint32_t BlockTable::block_length(uint64_t block) const {
+  uint64_t rest = length_ - block_offset(block);
+  return static_cast<uint32_t>(
+      std::min<uint64_t>(rest, parameters_.block_size()));
+}
+
+void BlockTable::check_range(uint64_t offset, uint64_t length) const {
+  if (offset > length_ || length > length_ - offset)
+    throw std::out_of_range("range " + std::to_string(offset) + "+" +
+                            std::to_string(length) + " beyond image of " +
+                            std::to_string(length_) + " bytes");
+}
+
+BlockTable::Stripe& BlockTable::stripe_of(uint64_t group) const {
+  return stripes_[group % kStripes];
+}
+
+BlockTable::Group* BlockTable::find_group(uint64_t group) const {
+  Segment* segment =
+      segments_[group / kSegmentGroups].load(std::memory_order_acquire);
+  return segment ? &segment->groups[group % kSegmentGroups] : nullptr;
+}
+
+BlockTable::Group& BlockTable::get_group(uint64_t group) {
+  auto& slot = segments_[group / kSegmentGroups];
+  Segment* segment = slot.load(std::memory_order_acquire);
+  if (!segment) {
+    std::lock_guard lock(segment_alloc_mutex_);
+    segment = slot.load(std::memory_order_acquire);
+    if (!segment) {
+      owned_segments_.push_back(std::make_unique<Segment>());
+      segment = owned_segments_.back().get();
+      memory_bytes_ += sizeof(Segment);
+      slot.store(segment, std::memory_order_release);
+    }
+  }
+  return segment->groups[group % kSegmentGroups];
+}
+
+// --- Updates of one group, stripe locked -------------------------------------
+
+void BlockTable::erase_partial_locked(Stripe& stripe, uint64_t block) {
+  auto it = stripe.partials.find(block);
+  if (it == stripe.partials.end()) return;
+  memory_bytes_ -= it->second->memory_bytes();
+  stripe.partials.erase(it);
+}
+
+void BlockTable::update_group_locked(Stripe& stripe, uint64_t group_index,
+                                     Group& group,
+                                     const BlockUpdate& update) {
+  const uint64_t touched = update.zero | update.unknown | update.data;
+  const uint64_t first_block = group_index * kGroupBlocks;
+
+  for (uint64_t bits = group.partial & touched; bits; bits &= bits - 1)
+    erase_partial_locked(stripe, first_block + std::countr_zero(bits));
+  group.partial &= ~touched;
+
+  const uint64_t old_data = group.data;
+  const uint64_t new_data = (old_data & ~touched) | update.data;
+  if (new_data == old_data) {
+    // Same blocks have digests: overwrite in place.
+    for (uint64_t bits = update.data; bits; bits &= bits - 1) {
+      unsigned bit = std::countr_zero(bits);
+      std::memcpy(group.digests.get() + rank(old_data, bit) * digest_size_,
+                  update.leaves[bit], digest_size_);
+    }
+  } else {
+    const size_t new_count = std::popcount(new_data);
+    std::unique_ptr<uint8_t[]> digests;
+    if (new_count > 0)
+      digests = std::make_unique_for_overwrite<uint8_t[]>(new_count *
+                                                          digest_size_);
+    size_t slot = 0;
+    for (uint64_t bits = new_data; bits; bits &= bits - 1, slot++) {
+      unsigned bit = std::countr_zero(bits);
+      const uint8_t* source =
+          (update.data >> bit) & 1
+              ? update.leaves[bit]
+              : group.digests.get() + rank(old_data, bit) * digest_size_;
+      std::memcpy(digests.get() + slot * digest_size_, source, digest_size_);
+    }
+    memory_bytes_ += new_count * digest_size_;
+    memory_bytes_ -= std::popcount(old_data) * digest_size_;
+    group.digests = std::move(digests);
+  }
+  group.data = new_data;
+  group.zero = (group.zero & ~touched) | update.zero;
+}
+
+void BlockTable::complete_partial_locked(Stripe& stripe, uint64_t group_index,
+                                         Group& group, uint64_t block,
+                                         const PartialBlock& partial) {
+  std::array<uint8_t, kMaxDigestSize> leaf;
+  BlockUpdate update;
+  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
+  auto bytes = partial.bytes();
+  if (is_zero(bytes.data(), bytes.size())) {
+    update.zero = bit;
+  } else {
+    parameters_.digest().hash(bytes.data(), bytes.size(), leaf.data());
+    bytes_hashed_ += bytes.size();
+    update.data = bit;
+    update.leaves[block % kGroupBlocks] = leaf.data();
+  }
+  // Erases `partial`: do not touch it after this.
+  update_group_locked(stripe, group_index, group, update);
+}
+
+template <typename Change>
+void BlockTable::change_partial_locked(PartialBlock& partial, Change change) {
+  const size_t before = partial.memory_bytes();
+  change(partial);
+  memory_bytes_ += partial.memory_bytes();
+  memory_bytes_ -= before;
+}
+
+// --- Pieces of blocks ---------------------------------------------------------
+
+void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
+                             const uint8_t* data, Mode mode) {
+  const uint64_t group_index = block / kGroupBlocks;
+  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
+  Stripe& stripe = stripe_of(group_index);
+  std::lock_guard lock(stripe.mutex);
+  Group& group = get_group(group_index);
+
+  PartialBlock* partial;
+  if (group.partial & bit) {
+    partial = stripe.partials.at(block).get();
+  } else {
+    if (mode == Mode::kFill && ((group.data | group.zero) & bit))
+      return;  // already known: a read never overrides
+    // A zero block keeps its zeros around the new piece; a data block has
+    // only its digest, so the rest of its bytes become unknown.
+    bool known_zero = (group.zero & bit) != 0;
+    BlockUpdate unknown;
+    unknown.unknown = bit;
+    update_group_locked(stripe, group_index, group, unknown);
+    auto created = std::make_unique<PartialBlock>(block_length(block),
+                                                  known_zero);
+    partial = created.get();
+    memory_bytes_ += created->memory_bytes();
+    stripe.partials.emplace(block, std::move(created));
+    group.partial |= bit;
+  }
+
+  change_partial_locked(*partial, [&](PartialBlock& p) {
+    if (mode == Mode::kPut)
+      p.put(offset, n, data);
+    else
+      p.fill(offset, n, data);
+  });
+
+  if (partial->complete())
+    complete_partial_locked(stripe, group_index, group, block, *partial);
+}
+
+void BlockTable::forget_piece(uint64_t block, uint32_t offset, uint32_t n) {
+  const uint64_t group_index = block / kGroupBlocks;
+  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
+  Stripe& stripe = stripe_of(group_index);
+  std::lock_guard lock(stripe.mutex);
+  Group* group = find_group(group_index);
+  if (!group) return;  // never touched: unknown already
+
+  BlockUpdate unknown;
+  unknown.unknown = bit;
+  if (group->data & bit) {
+    update_group_locked(stripe, group_index, *group, unknown);
+  } else if (group->zero & bit) {
+    auto partial = std::make_unique<PartialBlock>(block_length(block), true);
+    partial->forget(offset, n);
+    update_group_locked(stripe, group_index, *group, unknown);
+    memory_bytes_ += partial->memory_bytes();
+    stripe.partials.emplace(block, std::move(partial));
+    group->partial |= bit;
+  } else if (group->partial & bit) {
+    PartialBlock& partial = *stripe.partials.at(block);
+    change_partial_locked(partial,
+                          [&](PartialBlock& p) { p.forget(offset, n); });
+    if (partial.nothing_known())
+      update_group_locked(stripe, group_index, *group, unknown);
+  }
+}
+
+// --- Whole blocks --------------------------------------------------------------
+
+void BlockTable::set_group_masks(uint64_t group_index, uint64_t zero,
+                                 uint64_t unknown, Mode mode) {
+  Stripe& stripe = stripe_of(group_index);
+  std::lock_guard lock(stripe.mutex);
+  Group* group =
+      zero ? &get_group(group_index) : find_group(group_index);
+  if (!group) return;  // forgetting blocks never touched
+
+  if (mode == Mode::kFill) {
+    // Partial blocks get zeros where unknown, which completes them.
+    const uint64_t first_block = group_index * kGroupBlocks;
+    for (uint64_t bits = group->partial & zero; bits; bits &= bits - 1) {
+      uint64_t block = first_block + std::countr_zero(bits);
+      PartialBlock& partial = *stripe.partials.at(block);
+      change_partial_locked(partial, [](PartialBlock& p) {
+        p.fill(0, p.length(), nullptr);
+      });
+      complete_partial_locked(stripe, group_index, *group, block, partial);
+    }
+    zero &= ~(group->data | group->zero | group->partial);
+  }
+  BlockUpdate update;
+  update.zero = zero;
+  update.unknown = unknown;
+  update_group_locked(stripe, group_index, *group, update);
+}
+
+void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
+                                   const uint8_t* data, Mode mode) {
+  const uint64_t end = first + count;
+
+  if (!data) {
+    for (uint64_t g = first / kGroupBlocks; g * kGroupBlocks < end; g++) {
+      uint64_t group_first = g * kGroupBlocks;
+      unsigned from = static_cast<unsigned>(std::max(first, group_first) -
+                                            group_first);
+      unsigned to = static_cast<unsigned>(
+          std::min<uint64_t>(end, group_first + kGroupBlocks) - group_first);
+      set_group_masks(g, bit_range(from, to), 0, mode);
+    }
+    return;
+  }
+
+  const uint32_t block_size = parameters_.block_size();
+  auto block_data = [&](uint64_t block) {
+    return data + (block - first) * block_size;
+  };
+
+  // Which blocks to hash: all for a write; for a read only those still
+  // unknown (partial ones are completed right here, under the lock).
+  std::vector<uint64_t> blocks;
+  blocks.reserve(count);
+  if (mode == Mode::kPut) {
+    for (uint64_t b = first; b < end; b++) blocks.push_back(b);
+  } else {
+    for (uint64_t g = first / kGroupBlocks; g * kGroupBlocks < end; g++) {
+      Stripe& stripe = stripe_of(g);
+      std::lock_guard lock(stripe.mutex);
+      Group& group = get_group(g);
+      uint64_t from = std::max(first, g * kGroupBlocks);
+      uint64_t to = std::min(end, (g + 1) * kGroupBlocks);
+      for (uint64_t b = from; b < to; b++) {
+        uint64_t bit = uint64_t{1} << (b % kGroupBlocks);
+        if (group.partial & bit) {
+          PartialBlock& partial = *stripe.partials.at(b);
+          change_partial_locked(partial, [&](PartialBlock& p) {
+            p.fill(0, p.length(), block_data(b));
+          });
+          complete_partial_locked(stripe, g, group, b, partial);
+        } else if (!((group.data | group.zero) & bit)) {
+          blocks.push_back(b);
+        }
+      }
+    }
+  }
+  if (blocks.empty()) return;
+
+  // Hash with no lock held, on the pool's threads if there is one.
+  std::vector<uint8_t> leaves(blocks.size() * digest_size_);
+  std::vector<uint8_t> zero(blocks.size());
+  auto hash_one = [&](size_t i) {
+    const uint8_t* bytes = block_data(blocks[i]);
+    uint32_t n = block_length(blocks[i]);
+    if (is_zero(bytes, n)) {
+      zero[i] = 1;
+    } else {
+      parameters_.digest().hash(bytes, n, leaves.data() + i * digest_size_);
+      bytes_hashed_ += n;
+    }
+  };
+  if (pool_)
+    pool_->parallel_for(blocks.size(), hash_one);
+  else
+    for (size_t i = 0; i < blocks.size(); i++) hash_one(i);
+
+  // Store, one group at a time.
+  size_t i = 0;
+  while (i < blocks.size()) {
+    const uint64_t g = blocks[i] / kGroupBlocks;
+    Stripe& stripe = stripe_of(g);
+    std::lock_guard lock(stripe.mutex);
+    Group& group = get_group(g);
+    BlockUpdate update;
+    for (; i < blocks.size() && blocks[i] / kGroupBlocks == g; i++) {
+      unsigned b = blocks[i] % kGroupBlocks;
+      uint64_t bit = uint64_t{1} << b;
+      // A read stores only into blocks still unknown: a write may have
+      // landed while we hashed.
+      if (mode == Mode::kFill &&
+          ((group.data | group.zero | group.partial) & bit))
+        continue;
+      if (zero[i]) {
+        update.zero |= bit;
+      } else {
+        update.data |= bit;
+        update.leaves[b] = leaves.data() + i * digest_size_;
+      }
+    }
+    update_group_locked(stripe, g, group, update);
+  }
+}
+
+// --- Ranges ------------------------------------------------------------------
+
+void BlockTable::apply(uint64_t offset, uint64_t length, const uint8_t* data,
+                       Mode mode) {
+  check_range(offset, length);
+  if (length == 0) return;
+  const uint64_t end = offset + length;
+  const uint32_t block_size = parameters_.block_size();
+  const uint64_t first = offset / block_size;
+  const uint64_t last = (end - 1) / block_size;
+
+  auto covered = [&](uint64_t block) {
+    return offset <= block_offset(block) &&
+           end >= block_offset(block) + block_length(block);
+  };
+  auto piece = [&](uint64_t block) {
+    uint64_t lo = std::max(offset, block_offset(block));
+    uint64_t hi = std::min(end, block_offset(block) + block_length(block));
+    apply_piece(block, static_cast<uint32_t>(lo - block_offset(block)),
+                static_cast<uint32_t>(hi - lo),
+                data ? data + (lo - offset) : nullptr, mode);
+  };
+
+  if (!covered(first)) piece(first);
+  if (last != first && !covered(last)) piece(last);
+  uint64_t full_first = covered(first) ? first : first + 1;
+  uint64_t full_end = covered(last) ? last + 1 : last;
+  if (full_first < full_end)
+    store_full_blocks(full_first, full_end - full_first,
+                      data ? data + (block_offset(full_first) - offset)
+                           : nullptr,
+                      mode);
+}
+
+void BlockTable::put_data(uint64_t offset, std::span<const uint8_t> data) {
+  apply(offset, data.size(), data.data(), Mode::kPut);
+}
+
+void BlockTable::put_zero(uint64_t offset, uint64_t length) {
+  apply(offset, length, nullptr, Mode::kPut);
+}
+
+void BlockTable::fill_data(uint64_t offset, std::span<const uint8_t> data) {
+  apply(offset, data.size(), data.data(), Mode::kFill);
+}
+
+void BlockTable::fill_zero(uint64_t offset, uint64_t length) {
+  apply(offset, length, nullptr, Mode::kFill);
+}
+
+void BlockTable::forget(uint64_t offset, uint64_t length) {
+  check_range(offset, length);
+  if (length == 0) return;
+  const uint64_t end = offset + length;
+  const uint32_t block_size = parameters_.block_size();
+  const uint64_t first = offset / block_size;
+  const uint64_t last = (end - 1) / block_size;
+
+  for (uint64_t g = first / kGroupBlocks; g <= last / kGroupBlocks; g++) {
+    uint64_t mask = 0;
+    uint64_t from = std::max(first, g * kGroupBlocks);
+    uint64_t to = std::min(last + 1, (g + 1) * kGroupBlocks);
+    for (uint64_t b = from; b < to; b++) {
+      uint64_t lo = std::max(offset, block_offset(b));
+      uint64_t hi = std::min(end, block_offset(b) + block_length(b));
+      if (lo == block_offset(b) && hi == block_offset(b) + block_length(b))
+        mask |= uint64_t{1} << (b % kGroupBlocks);
+      else
+        forget_piece(b, static_cast<uint32_t>(lo - block_offset(b)),
+                     static_cast<uint32_t>(hi - lo));
+    }
+    if (mask) set_group_masks(g, 0, mask, Mode::kPut);
+  }
+}
+
+// --- Queries -----------------------------------------------------------------
+
+std::optional<DigestValue> BlockTable::root() const {
+  RootBuilder root(parameters_);
+  std::vector<uint8_t> batch(kGroupBlocks * digest_size_);
+  const uint64_t group_count = (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
+
+  for (uint64_t g = 0; g < group_count; g++) {
+    const uint64_t first_block = g * kGroupBlocks;
+    const unsigned n = static_cast<unsigned>(
+        std::min<uint64_t>(kGroupBlocks, block_count_ - first_block));
+    const uint64_t all = low_bits(n);
+    const bool has_last_block = first_block + n == block_count_;
+
+    Stripe& stripe = stripe_of(g);
+    std::lock_guard lock(stripe.mutex);
+    const Group* group = find_group(g);
+    if (!group || ((group->data | group->zero) & all) != all)
+      return std::nullopt;
+
+    if ((group->zero & all) == all && !has_last_block) {
+      root.add_zero_leaves(n);
+      continue;
+    }
+    size_t slot = 0;
+    for (unsigned bit = 0; bit < n; bit++) {
+      uint8_t* out = batch.data() + bit * digest_size_;
+      if ((group->data >> bit) & 1) {
+        std::memcpy(out, group->digests.get() + slot++ * digest_size_,
+                    digest_size_);
+      } else {
+        const DigestValue& zero = first_block + bit == block_count_ - 1
+                                      ? last_zero_leaf_
+                                      : parameters_.zero_leaf();
+        std::memcpy(out, zero.data(), digest_size_);
+      }
+    }
+    root.add_leaves(batch.data(), n);
+  }
+  return root.finish(length_);
+}
+
+std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
+                                                  size_t max_ranges) const {
+  std::vector<ByteRange> ranges;
+  if (start >= length_ || max_ranges == 0) return ranges;
+
+  // Adds [offset, offset + n) clipped to [start, length_); false when
+  // the list is full.
+  auto add = [&](uint64_t offset, uint64_t n) {
+    uint64_t end = std::min(offset + n, length_);
+    offset = std::max(offset, start);
+    if (offset >= end) return true;
+    if (!ranges.empty() && ranges.back().end() == offset) {
+      ranges.back().length += end - offset;
+      return true;
+    }
+    if (ranges.size() == max_ranges) return false;
+    ranges.push_back({offset, end - offset});
+    return true;
+  };
+
+  const uint64_t group_count = (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
+  const uint64_t first_group = start / parameters_.block_size() / kGroupBlocks;
+  for (uint64_t g = first_group; g < group_count; g++) {
+    const uint64_t first_block = g * kGroupBlocks;
+    if (!segments_[g / kSegmentGroups].load(std::memory_order_acquire)) {
+      // A whole untouched segment: one range, then skip past it.
+      uint64_t segment_end_group = (g / kSegmentGroups + 1) * kSegmentGroups;
+      uint64_t end_block = std::min(segment_end_group * kGroupBlocks,
+                                    block_count_);
+      if (!add(block_offset(first_block),
+               block_offset(end_block) - block_offset(first_block)))
+        return ranges;
+      g = segment_end_group - 1;
+      continue;
+    }
+    const unsigned n = static_cast<unsigned>(
+        std::min<uint64_t>(kGroupBlocks, block_count_ - first_block));
+    Stripe& stripe = stripe_of(g);
+    std::lock_guard lock(stripe.mutex);
+    const Group& group = *find_group(g);
+    for (unsigned bit = 0; bit < n; bit++) {
+      const uint64_t block = first_block + bit;
+      if ((group.partial >> bit) & 1) {
+        for (const ByteRange& gap : stripe.partials.at(block)->missing())
+          if (!add(block_offset(block) + gap.offset, gap.length))
+            return ranges;
+      } else if (!(((group.data | group.zero) >> bit) & 1)) {
+        if (!add(block_offset(block), block_length(block))) return ranges;
+      }
+    }
+  }
+  return ranges;
+}
+
+uint64_t BlockTable::unknown_bytes() const {
+  uint64_t total = 0;
+  for (const ByteRange& range : unknown_ranges()) total += range.length;
+  return total;
+}
+
+BlockTable::Counts BlockTable::counts() const {
+  Counts counts;
+  const uint64_t group_count = (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
+  for (uint64_t g = 0; g < group_count; g++) {
+    const unsigned n = static_cast<unsigned>(
+        std::min<uint64_t>(kGroupBlocks, block_count_ - g * kGroupBlocks));
+    Stripe& stripe = stripe_of(g);
+    std::lock_guard lock(stripe.mutex);
+    const Group* group = find_group(g);
+    if (!group) {
+      counts.unknown += n;
+      continue;
+    }
+    counts.data += std::popcount(group->data);
+    counts.zero += std::popcount(group->zero);
+    counts.partial += std::popcount(group->partial);
+    counts.unknown += n - std::popcount(group->data | group->zero |
+                                        group->partial);
+  }
+  return counts;
+}
+
+}  // namespace blkhash

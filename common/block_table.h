@@ -1,0 +1,200 @@
+// The offset-keyed front door: blkhash of data that arrives in any order.
+//
+// A BlockTable records, for every block of an image of known length, what
+// is known of its content:
+//
+//   unknown   nothing (the initial state, and after a trim or a failure)
+//   zero      all zero bytes: its leaf is the precomputed zero leaf
+//   data      its leaf (the digest of its bytes)
+//   partial   some of its bytes, buffered in a PartialBlock until the
+//             rest arrives, then hashed and freed
+//
+// Every operation takes any byte range:
+//   put_data / put_zero   new content (a write): replaces what was known
+//   forget                content no longer known (trim, failed write)
+//   fill_data / fill_zero content seen by a read or a zero extent: sets
+//                         only what is not known yet, never overriding a
+//                         write
+// root() folds the leaves in block order plus LE64(length); while any
+// block is unknown or partial it returns nothing, and unknown_ranges()
+// says exactly which bytes are missing, so the caller can read them.
+//
+// Threads: any number of threads may call any method at once.  Blocks are
+// hashed with no lock held; the table's state is guarded by lock stripes,
+// each covering every 256th group of 64 blocks, so threads working on
+// different parts of the image rarely meet.  Operations on the same block
+// from several threads at once are each atomic, but their order is the
+// caller's business (the filter orders overlapping writes itself).
+//
+// Memory (memory_bytes() is the table's own accounting of it):
+//   - nothing for a region of 65536 blocks no one touched;
+//   - then 32 bytes per group of 64 blocks: 0.5 byte per block, whatever
+//     its state;
+//   - a data block: its digest, in a per-group array sized exactly;
+//   - a partial block: one block-sized buffer, until it is complete.
+
+#ifndef BLKHASH_BLOCK_TABLE_H
+#define BLKHASH_BLOCK_TABLE_H
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <unordered_map>
+#include <vector>
+
+#include "hash_pool.h"
+#include "partial_block.h"
+#include "root.h"
+
+namespace blkhash {
+
+// Thrown when an image has more blocks than a table will track.
+class ImageTooLarge : public std::length_error {
+ public:
+  ImageTooLarge(uint64_t length, uint32_t block_size);
+};
+
+class BlockTable {
+ public:
+  // Most blocks a table tracks: 2^32 (256 TiB at 64K blocks).  Folding
+  // more leaves than that would take hours even for an image of zeros.
+  static constexpr uint64_t kMaxBlocks = uint64_t{1} << 32;
+
+  // Throws ImageTooLarge.  `pool`, if given, hashes the blocks of a large
+  // range on several threads; it must outlive the table.
+  BlockTable(const Parameters& parameters, uint64_t length,
+             HashPool* pool = nullptr);
+  ~BlockTable();
+
+  BlockTable(const BlockTable&) = delete;
+  BlockTable& operator=(const BlockTable&) = delete;
+
+  const Parameters& parameters() const { return parameters_; }
+  uint64_t length() const { return length_; }
+  uint64_t block_count() const { return block_count_; }
+
+  // Ranges must lie within [0, length()); a range beyond throws
+  // std::out_of_range.
+  void put_data(uint64_t offset, std::span<const uint8_t> data);
+  void put_zero(uint64_t offset, uint64_t length);
+  void forget(uint64_t offset, uint64_t length);
+  void fill_data(uint64_t offset, std::span<const uint8_t> data);
+  void fill_zero(uint64_t offset, uint64_t length);
+
+  // The root, if every block is known.
+  std::optional<DigestValue> root() const;
+
+  // The unknown bytes from `start` on, in order, adjacent ranges merged,
+  // at most `max_ranges` of them.
+  std::vector<ByteRange> unknown_ranges(uint64_t start = 0,
+                                        size_t max_ranges = SIZE_MAX) const;
+  uint64_t unknown_bytes() const;
+
+  struct Counts {
+    uint64_t unknown = 0;
+    uint64_t zero = 0;
+    uint64_t data = 0;
+    uint64_t partial = 0;
+  };
+  Counts counts() const;
+
+  // Bytes of memory the table holds, by its own accounting.
+  size_t memory_bytes() const { return memory_bytes_.load(); }
+
+  // Bytes hashed into leaves so far (zero blocks are not hashed).
+  uint64_t bytes_hashed() const { return bytes_hashed_.load(); }
+
+ private:
+  static constexpr unsigned kGroupBlocks = 64;
+  static constexpr unsigned kSegmentGroups = 1024;
+  static constexpr uint64_t kSegmentBlocks =
+      uint64_t{kGroupBlocks} * kSegmentGroups;
+  static constexpr unsigned kStripes = 256;
+
+  // 64 consecutive blocks.  Bit i of a mask is block (group start + i).
+  // A block is in at most one of the masks; in none means unknown.
+  struct Group {
+    uint64_t data = 0;     // has a digest in `digests`
+    uint64_t zero = 0;     // all zeros
+    uint64_t partial = 0;  // has a PartialBlock in its stripe's map
+    // popcount(data) digests, in block order.
+    std::unique_ptr<uint8_t[]> digests;
+  };
+
+  struct Segment {
+    std::array<Group, kSegmentGroups> groups;
+  };
+
+  // The lock of every group g with g % kStripes == this stripe's index,
+  // and the partial blocks of those groups.
+  struct Stripe {
+    std::mutex mutex;  // guards those groups and `partials`
+    std::unordered_map<uint64_t, std::unique_ptr<PartialBlock>> partials;
+  };
+
+  enum class Mode { kPut, kFill };
+
+  // Content of one block to store: a leaf, zeros, or unknown.
+  struct BlockUpdate {
+    uint64_t zero = 0;
+    uint64_t unknown = 0;
+    uint64_t data = 0;
+    std::array<const uint8_t*, kGroupBlocks> leaves{};  // for `data` bits
+  };
+
+  static uint64_t checked_block_count(uint64_t length, uint32_t block_size);
+  uint64_t block_offset(uint64_t block) const;
+  uint32_t block_length(uint64_t block) const;
+  void check_range(uint64_t offset, uint64_t length) const;
+
+  Stripe& stripe_of(uint64_t group) const;
+  Group* find_group(uint64_t group) const;  // null if never allocated
+  Group& get_group(uint64_t group);         // allocates on first use
+
+  void apply(uint64_t offset, uint64_t length, const uint8_t* data,
+             Mode mode);
+  void apply_piece(uint64_t block, uint32_t offset, uint32_t n,
+                   const uint8_t* data, Mode mode);
+  void forget_piece(uint64_t block, uint32_t offset, uint32_t n);
+  void store_full_blocks(uint64_t first, uint64_t count, const uint8_t* data,
+                         Mode mode);
+  void set_group_masks(uint64_t group, uint64_t zero, uint64_t unknown,
+                       Mode mode);
+
+  // With the stripe locked.
+  void update_group_locked(Stripe& stripe, uint64_t group_index,
+                           Group& group, const BlockUpdate& update);
+  void complete_partial_locked(Stripe& stripe, uint64_t group_index,
+                               Group& group, uint64_t block,
+                               const PartialBlock& partial);
+  void erase_partial_locked(Stripe& stripe, uint64_t block);
+  // Runs change(partial), keeping memory_bytes_ exact.
+  template <typename Change>
+  void change_partial_locked(PartialBlock& partial, Change change);
+
+  const Parameters& parameters_;
+  const uint64_t length_;
+  const uint64_t block_count_;
+  const size_t digest_size_;
+  const DigestValue last_zero_leaf_;  // leaf of the final block, if zero
+  HashPool* const pool_;
+
+  // Directory of segments: null until a block in it is touched.
+  std::vector<std::atomic<Segment*>> segments_;
+  std::mutex segment_alloc_mutex_;  // guards owned_segments_
+  std::vector<std::unique_ptr<Segment>> owned_segments_;
+
+  mutable std::array<Stripe, kStripes> stripes_;
+
+  std::atomic<size_t> memory_bytes_{0};
+  std::atomic<uint64_t> bytes_hashed_{0};
+};
+
+}  // namespace blkhash
+
+#endif  // BLKHASH_BLOCK_TABLE_H

@@ -1,0 +1,57 @@
+// A small pool of hashing threads.
+//
+// A client with one large request in flight (qemu-img convert writes
+// 2 MiB at a time) would otherwise hash on one core while the others idle.
+// parallel_for() spreads the blocks of one request over the calling thread
+// and whichever workers are idle at that moment.  The caller always works
+// too and never waits for a busy worker to become free: when all workers
+// are busy (many requests in flight, as with nbdcopy), it simply does the
+// whole job itself, so the pool adds no queueing delay.
+
+#ifndef BLKHASH_HASH_POOL_H
+#define BLKHASH_HASH_POOL_H
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace blkhash {
+
+class HashPool {
+ public:
+  // Starts `workers` threads (0 is valid: everything runs in the caller).
+  explicit HashPool(unsigned workers);
+  ~HashPool();  // Stops and joins the workers.
+
+  HashPool(const HashPool&) = delete;
+  HashPool& operator=(const HashPool&) = delete;
+
+  unsigned workers() const { return static_cast<unsigned>(threads_.size()); }
+
+  // Runs fn(i) for every i in [0, count) and returns when all are done.
+  // The first exception thrown by fn is rethrown here.
+  void parallel_for(size_t count, const std::function<void(size_t)>& fn);
+
+ private:
+  struct Job;
+
+  void worker_loop();
+  static void run_items(Job& job);
+
+  std::mutex mutex_;  // guards queue_, idle_workers_, stopping_
+  std::condition_variable work_ready_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  unsigned idle_workers_ = 0;
+  bool stopping_ = false;
+
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace blkhash
+
+#endif  // BLKHASH_HASH_POOL_H

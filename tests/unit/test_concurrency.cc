@@ -1,0 +1,78 @@
+// Many threads updating one table at once give the same root as a serial
+// run; the hashing pool gives the same leaves as hashing in the caller.
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "hash_pool.h"
+#include "support.h"
+
+namespace blkhash::test {
+namespace {
+
+constexpr uint32_t kBlock = 65536;
+
+TEST_CASE("threads writing different blocks in any order", "[concurrency]") {
+  const char* digest = GENERATE("sha256", "xxh128");
+  auto parameters = make_parameters(digest, kBlock);
+  std::mt19937_64 random(42);
+  const uint64_t size = 256 * kBlock + 777;
+  auto content = random_bytes(random, size);
+  // Some zero regions, so that zero blocks mix with data blocks.
+  std::fill_n(content.begin() + 10 * kBlock, 20 * kBlock, 0);
+
+  // Requests of 1 to 5 blocks at unaligned offsets, split so that no two
+  // threads touch the same byte, in a random order per thread.
+  std::vector<ByteRange> requests;
+  for (uint64_t offset = 0; offset < size;) {
+    uint64_t n = std::min<uint64_t>(1 + random() % (5 * kBlock), size - offset);
+    requests.push_back({offset, n});
+    offset += n;
+  }
+  std::shuffle(requests.begin(), requests.end(), random);
+
+  HashPool pool(2);
+  for (HashPool* maybe_pool : {static_cast<HashPool*>(nullptr), &pool}) {
+    BlockTable table(parameters, size, maybe_pool);
+    const unsigned threads = 4;
+    std::vector<std::thread> workers;
+    for (unsigned t = 0; t < threads; t++) {
+      workers.emplace_back([&, t] {
+        for (size_t i = t; i < requests.size(); i += threads) {
+          const ByteRange& r = requests[i];
+          if (i % 7 == 0)  // some arrive as reads, the rest as writes
+            table.fill_data(r.offset, {content.data() + r.offset, r.length});
+          else
+            table.put_data(r.offset, {content.data() + r.offset, r.length});
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    CHECK(table.unknown_ranges().empty());
+    CHECK(table_hex(table) == stream_hex(parameters, content));
+  }
+}
+
+TEST_CASE("the pool runs every item once and rethrows", "[concurrency]") {
+  HashPool pool(3);
+  std::vector<std::atomic<int>> hits(1000);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; c++)
+    callers.emplace_back([&] {
+      pool.parallel_for(hits.size(), [&](size_t i) { hits[i]++; });
+    });
+  for (auto& c : callers) c.join();
+  CHECK(std::all_of(hits.begin(), hits.end(),
+                    [](const std::atomic<int>& h) { return h == 4; }));
+  CHECK_THROWS_AS(pool.parallel_for(10,
+                                    [](size_t i) {
+                                      if (i == 5) throw std::runtime_error("x");
+                                    }),
+                  std::runtime_error);
+}
+
+}  // namespace
+}  // namespace blkhash::test
