@@ -1,0 +1,103 @@
+// See config.h.
+
+#include "config.h"
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nbdkit-filter.h>
+
+#include "block_table.h"
+
+namespace blkhash::filter {
+
+namespace {
+
+std::string directory_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == 0) return "/";
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+}  // namespace
+
+int Config::parse(const char* key, const char* value) {
+  std::string k = key;
+  if (k == "blkhash-digest") {
+    digest_name = value;
+    return 1;
+  }
+  if (k == "blkhash-block-size") {
+    block_size = nbdkit_parse_size(value);
+    if (block_size == -1) {
+      nbdkit_error("blkhash-block-size: cannot parse \"%s\"", value);
+      return -1;
+    }
+    return 1;
+  }
+  if (k == "blkhash-file") {
+    if (!*value) {
+      nbdkit_error("blkhash-file: empty path");
+      return -1;
+    }
+    char* absolute = nbdkit_absolute_path(value);
+    if (!absolute) return -1;  // nbdkit_absolute_path reported it
+    result_file = absolute;
+    free(absolute);
+    return 1;
+  }
+  return 0;
+}
+
+int Config::complete() {
+  std::shared_ptr<const DigestAlgorithm> digest;
+  try {
+    digest = DigestAlgorithm::create(digest_name);
+  } catch (const UnknownDigest&) {
+    nbdkit_error("blkhash-digest: unknown digest \"%s\" (use an OpenSSL "
+                 "digest name such as sha256, or xxh128)",
+                 digest_name.c_str());
+    return -1;
+  }
+  if (!is_valid_block_size(static_cast<uint64_t>(block_size))) {
+    nbdkit_error("blkhash-block-size: %" PRIi64
+                 " is not a power of two from 4K to 64M",
+                 block_size);
+    return -1;
+  }
+  parameters = std::make_unique<Parameters>(
+      std::move(digest), static_cast<uint32_t>(block_size));
+
+  if (!result_file.empty()) {
+    std::string dir = directory_of(result_file);
+    struct stat st;
+    if (stat(dir.c_str(), &st) == -1 || !S_ISDIR(st.st_mode)) {
+      nbdkit_error("blkhash-file: directory %s does not exist", dir.c_str());
+      return -1;
+    }
+    if (access(dir.c_str(), W_OK | X_OK) == -1) {
+      nbdkit_error("blkhash-file: directory %s is not writable: %s",
+                   dir.c_str(), strerror(errno));
+      return -1;
+    }
+    if (lstat(result_file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      nbdkit_error("blkhash-file: %s exists and is not a regular file "
+                   "(a symlink or a directory): refusing to replace it",
+                   result_file.c_str());
+      return -1;
+    }
+    // New files get 0666 less the umask, like any file nbdkit creates.
+    mode_t mask = umask(0);
+    umask(mask);
+    result_file_mode = 0666 & ~mask;
+  }
+  return 0;
+}
+
+}  // namespace blkhash::filter

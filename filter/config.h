@@ -1,0 +1,42 @@
+// The filter's parameters, parsed from the nbdkit command line.
+//
+// config() takes one key=value at a time; config_complete() checks them
+// all and builds the hashing Parameters.  Every bad value is reported by
+// one nbdkit_error line that names the parameter, and stops nbdkit at
+// start-up.  After config_complete() the Config is read-only.
+
+#ifndef BLKHASH_FILTER_CONFIG_H
+#define BLKHASH_FILTER_CONFIG_H
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "root.h"
+
+namespace blkhash::filter {
+
+struct Config {
+  std::string digest_name = kDefaultDigest;
+  int64_t block_size = kDefaultBlockSize;
+  std::string result_file;  // absolute path, empty: none
+  unsigned result_file_mode = 0644;
+
+  std::unique_ptr<Parameters> parameters;  // set by complete()
+
+  // Handles a blkhash-* key: 1 if consumed, 0 if not ours, -1 on error.
+  int parse(const char* key, const char* value);
+
+  // Checks everything and builds `parameters`: 0, or -1 on error.
+  int complete();
+};
+
+// Help text for nbdkit --help.
+#define BLKHASH_CONFIG_HELP                                                \
+  "blkhash-digest=NAME      Digest: any OpenSSL digest or xxh128 (sha256).\n" \
+  "blkhash-block-size=SIZE  Block size, power of two, 4K-64M (64K).\n"        \
+  "blkhash-file=PATH        Write the checksum to PATH after each report."
+
+}  // namespace blkhash::filter
+
+#endif  // BLKHASH_FILTER_CONFIG_H
