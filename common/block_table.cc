@@ -9,6 +9,7 @@
 //   for block (group start + i); such an entry is never complete: a
 //   partial block is hashed and turned into data or zero the moment its
 //   last byte is known.
+// - known_blocks_ is the number of data and zero bits over all groups.
 // - memory_bytes_ equals the sum of what the table allocated: the object,
 //   the segment directory, segments, digest arrays, partial blocks.
 
@@ -159,8 +160,16 @@ void BlockTable::update_group_locked(Stripe& stripe, uint64_t group_index,
     memory_bytes_ -= std::popcount(old_data) * digest_size_;
     group.digests = std::move(digests);
   }
+  const int known_before = std::popcount(group.data | group.zero);
   group.data = new_data;
   group.zero = (group.zero & ~touched) | update.zero;
+  const int known_after = std::popcount(group.data | group.zero);
+  if (known_after > known_before) {
+    uint64_t added = static_cast<uint64_t>(known_after - known_before);
+    if (known_blocks_.fetch_add(added) + added == block_count_) completions_++;
+  } else if (known_after < known_before) {
+    known_blocks_ -= static_cast<uint64_t>(known_before - known_after);
+  }
 }
 
 void BlockTable::complete_partial_locked(Stripe& stripe, uint64_t group_index,

@@ -89,6 +89,13 @@ class BlockTable {
   // The root, if every block is known.
   std::optional<DigestValue> root() const;
 
+  // True when every block is data or zero (root() will answer).
+  bool complete() const { return known_blocks_.load() == block_count_; }
+
+  // How many times the table has become complete: a caller that sees
+  // this change across its update knows the image was completed then.
+  uint64_t completions() const { return completions_.load(); }
+
   // The unknown bytes from `start` on, in order, adjacent ranges merged,
   // at most `max_ranges` of them.
   std::vector<ByteRange> unknown_ranges(uint64_t start = 0,
@@ -192,6 +199,8 @@ class BlockTable {
   mutable std::array<Stripe, kStripes> stripes_;
 
   std::atomic<size_t> memory_bytes_{0};
+  std::atomic<uint64_t> known_blocks_{0};  // blocks in data or zero state
+  std::atomic<uint64_t> completions_{0};
   std::atomic<uint64_t> bytes_hashed_{0};
 };
 

@@ -8,11 +8,10 @@
 // kill the server.  A failure becomes nbdkit_error and EIO for the client.
 //
 // Globals:
-// - config: written by .config/.config_complete (single-threaded), then
-//   read-only.
-// - pool: created in .after_fork (threads do not survive nbdkit's fork),
-//   destroyed in .unload.
-// - exports: the ExportStates by name, guarded by exports_mutex.
+// - config, thread_model: written by .config, .config_complete and
+//   .get_ready (single-threaded), then read-only.
+// - pool and exports: created in .after_fork (threads do not survive
+//   nbdkit's fork), destroyed in .unload; Exports guards itself.
 
 #include <cerrno>
 #include <map>
@@ -25,23 +24,20 @@
 
 #include "config.h"
 #include "export_state.h"
+#include "exports.h"
 #include "hash_pool.h"
 
 namespace blkhash::filter {
 namespace {
 
 Config config;
+int thread_model = NBDKIT_THREAD_MODEL_PARALLEL;
+bool configured = false;  // .config_complete ran: the filter is in use
 std::unique_ptr<HashPool> pool;
+std::unique_ptr<Exports> exports;
 
-std::mutex exports_mutex;  // guards exports
-std::map<std::string, std::shared_ptr<ExportState>> exports;
-
-std::shared_ptr<ExportState> export_state(const std::string& name) {
-  std::lock_guard lock(exports_mutex);
-  auto& state = exports[name];
-  if (!state) state = std::make_shared<ExportState>(name, config, pool.get());
-  return state;
-}
+// Threads a report reads the plugin with, when the plugin allows it.
+constexpr unsigned kParallelReaders = 4;
 
 // A connection's handle.
 struct Handle {
@@ -68,8 +64,7 @@ int guarded(const char* what, int* err, Request request) {
 // --- Configuration and server lifecycle --------------------------------------
 
 void blkhash_unload() {
-  std::lock_guard lock(exports_mutex);
-  exports.clear();
+  exports.reset();
   pool.reset();  // joins the hashing threads
 }
 
@@ -83,6 +78,13 @@ int blkhash_config(nbdkit_next_config* next, nbdkit_backend* nxdata,
 
 int blkhash_config_complete(nbdkit_next_config_complete* next,
                             nbdkit_backend* nxdata) {
+  // One shared library, one set of globals: a second blkhash in the same
+  // stack would share the first one's state and deadlock on its locks.
+  if (configured) {
+    nbdkit_error("blkhash: the filter can appear only once in a stack");
+    return -1;
+  }
+  configured = true;
   try {
     if (config.complete() == -1) return -1;
   } catch (const std::exception& e) {
@@ -92,10 +94,18 @@ int blkhash_config_complete(nbdkit_next_config_complete* next,
   return next(nxdata);
 }
 
+int blkhash_get_ready(int model) {
+  thread_model = model;
+  return 0;
+}
+
 int blkhash_after_fork(nbdkit_backend*) {
   try {
     unsigned cores = std::thread::hardware_concurrency();
     pool = std::make_unique<HashPool>(cores > 1 ? cores - 1 : 0);
+    unsigned readers =
+        thread_model == NBDKIT_THREAD_MODEL_PARALLEL ? kParallelReaders : 1;
+    exports = std::make_unique<Exports>(config, pool.get(), readers);
   } catch (const std::exception& e) {
     nbdkit_error("blkhash: cannot start hashing threads: %s", e.what());
     return -1;
@@ -105,15 +115,11 @@ int blkhash_after_fork(nbdkit_backend*) {
 
 void blkhash_cleanup(nbdkit_backend* backend) {
   try {
-    std::map<std::string, std::shared_ptr<ExportState>> all;
-    {
-      std::lock_guard lock(exports_mutex);
-      all = exports;
-    }
     // No client ever connected: report the default export, so that
     // "nbdkit --filter=blkhash file disk.img --run true" prints its sum.
-    if (all.empty()) all.emplace("", export_state(""));
-    for (auto& [name, state] : all) state->report_at_cleanup(backend);
+    auto all = exports->all();
+    if (all.empty()) all.push_back(exports->get(""));
+    for (auto& state : all) state->report_at_cleanup(backend);
   } catch (const std::exception& e) {
     nbdkit_error("blkhash: report at shutdown failed: %s", e.what());
   }
@@ -126,7 +132,7 @@ void* blkhash_open(nbdkit_next_open* next, nbdkit_context* context,
   if (next(context, readonly, exportname) == -1) return nullptr;
   try {
     auto handle = std::make_unique<Handle>();
-    handle->state = export_state(exportname);
+    handle->state = exports->get(exportname);
     return handle.release();  // owned by nbdkit until .close
   } catch (const std::exception& e) {
     nbdkit_error("blkhash: open: %s", e.what());
@@ -212,6 +218,12 @@ int blkhash_extents(nbdkit_next* next, void* handle, uint32_t count,
   });
 }
 
+int blkhash_flush(nbdkit_next* next, void* handle, uint32_t flags, int* err) {
+  return guarded("flush", err, [&] {
+    return handle_of(handle).state->flush(next, flags, err);
+  });
+}
+
 struct nbdkit_filter make_filter() {
   struct nbdkit_filter f = {};
   f.name = "blkhash";
@@ -223,6 +235,7 @@ struct nbdkit_filter make_filter() {
   f.config = blkhash_config;
   f.config_complete = blkhash_config_complete;
   f.config_help = BLKHASH_CONFIG_HELP;
+  f.get_ready = blkhash_get_ready;
   f.after_fork = blkhash_after_fork;
   f.cleanup = blkhash_cleanup;
   f.open = blkhash_open;
@@ -232,6 +245,7 @@ struct nbdkit_filter make_filter() {
   f.export_description = blkhash_export_description;
   f.pread = blkhash_pread;
   f.pwrite = blkhash_pwrite;
+  f.flush = blkhash_flush;
   f.zero = blkhash_zero;
   f.trim = blkhash_trim;
   f.extents = blkhash_extents;

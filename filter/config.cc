@@ -2,11 +2,13 @@
 
 #include "config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +25,13 @@ std::string directory_of(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == 0) return "/";
   return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
 }
 
 }  // namespace
@@ -52,6 +61,17 @@ int Config::parse(const char* key, const char* value) {
     free(absolute);
     return 1;
   }
+  if (k == "blkhash-expect") {
+    expect_hex = value;
+    expect_given = true;
+    return 1;
+  }
+  if (k == "blkhash-verify") {
+    int r = nbdkit_parse_bool(value);
+    if (r == -1) return -1;  // nbdkit_parse_bool reported it
+    verify = r == 1;
+    return 1;
+  }
   return 0;
 }
 
@@ -67,12 +87,33 @@ int Config::complete() {
   }
   if (!is_valid_block_size(static_cast<uint64_t>(block_size))) {
     nbdkit_error("blkhash-block-size: %" PRIi64
-                 " is not a power of two from 4K to 64M",
+                 " is not allowed: it must be a power of two from 4K to 64M",
                  block_size);
     return -1;
   }
   parameters = std::make_unique<Parameters>(
       std::move(digest), static_cast<uint32_t>(block_size));
+
+  if (expect_given) {
+    bool all_hex = std::all_of(expect_hex.begin(), expect_hex.end(),
+                               [](char c) { return hex_value(c) >= 0; });
+    if (!all_hex) {
+      nbdkit_error("blkhash-expect: \"%s\" is not a hexadecimal digest",
+                   expect_hex.c_str());
+      return -1;
+    }
+    if (expect_hex.size() != 2 * parameters->digest_size()) {
+      nbdkit_error("blkhash-expect: %zu hex digits, but a %s digest has %zu",
+                   expect_hex.size(), digest_name.c_str(),
+                   2 * parameters->digest_size());
+      return -1;
+    }
+    std::vector<uint8_t> bytes;
+    for (size_t i = 0; i < expect_hex.size(); i += 2)
+      bytes.push_back(static_cast<uint8_t>(hex_value(expect_hex[i]) << 4 |
+                                           hex_value(expect_hex[i + 1])));
+    expected = DigestValue(bytes);
+  }
 
   if (!result_file.empty()) {
     std::string dir = directory_of(result_file);

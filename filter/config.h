@@ -21,6 +21,12 @@ struct Config {
   int64_t block_size = kDefaultBlockSize;
   std::string result_file;  // absolute path, empty: none
   unsigned result_file_mode = 0644;
+  std::string expect_hex;  // blkhash-expect as given
+  bool expect_given = false;
+  bool verify = false;     // blkhash-verify
+
+  // Set by complete():
+  std::optional<DigestValue> expected;  // from expect_hex
 
   std::unique_ptr<Parameters> parameters;  // set by complete()
 
@@ -35,7 +41,9 @@ struct Config {
 #define BLKHASH_CONFIG_HELP                                                \
   "blkhash-digest=NAME      Digest: any OpenSSL digest or xxh128 (sha256).\n" \
   "blkhash-block-size=SIZE  Block size, power of two, 4K-64M (64K).\n"        \
-  "blkhash-file=PATH        Write the checksum to PATH after each report."
+  "blkhash-file=PATH        Write the checksum to PATH after each report.\n" \
+  "blkhash-expect=HEX       Fail the client's job if the checksum differs.\n" \
+  "blkhash-verify=BOOL      Also read the export back at each report."
 
 }  // namespace blkhash::filter
 

@@ -6,28 +6,20 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
-#include <vector>
+
+#include "exports.h"
+#include "readback.h"
 
 namespace blkhash::filter {
 
-namespace {
-
-// Reads for a report go in requests of this size (or one block, if larger).
-constexpr uint64_t kReadChunk = 8u << 20;
-// Extents are asked for at most this much at a time (count is 32-bit).
-constexpr uint64_t kExtentsChunk = 1u << 30;
-
-struct ExtentsFree {
-  void operator()(struct nbdkit_extents* extents) const {
-    nbdkit_extents_free(extents);
-  }
-};
-
-}  // namespace
-
 ExportState::ExportState(std::string name, const Config& config,
-                         HashPool* pool)
-    : name_(std::move(name)), config_(config), pool_(pool) {}
+                         HashPool* pool, unsigned readers, Exports& exports)
+    : name_(std::move(name)),
+      config_(config),
+      pool_(pool),
+      readers_(readers),
+      exports_(exports),
+      ranges_(exports.ranges()) {}
 
 // --- Lifecycle -----------------------------------------------------------------
 
@@ -42,9 +34,8 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
     return -1;
   }
   try {
-    table_ = std::make_unique<BlockTable>(*config_.parameters,
+    table_ = std::make_shared<BlockTable>(*config_.parameters,
                                           static_cast<uint64_t>(size), pool_);
-    ranges_ = std::make_unique<RangeLock>(config_.parameters->block_size());
   } catch (const ImageTooLarge& e) {
     nbdkit_error("blkhash: export %s: %s (use a larger blkhash-block-size)",
                  quote(name_).c_str(), e.what());
@@ -60,6 +51,14 @@ int ExportState::attach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
   report_finished_.wait(lock, [this] { return !reporting_; });
   if (ensure_table_locked(next) == -1) return -1;
+  // The last connection left after data requests, and its report has not
+  // started yet: make it now, before this client sees anything.
+  if (attached_ == 0 && requests_since_report_) report_locked(lock, next);
+  if (mismatch_) {
+    nbdkit_error("blkhash: export %s: %s", quote(name_).c_str(),
+                 mismatch_message_.c_str());
+    return -1;
+  }
   attached_++;
   return 0;
 }
@@ -67,13 +66,8 @@ int ExportState::attach(nbdkit_next* next) {
 void ExportState::detach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
   if (attached_ > 0) attached_--;
-  if (attached_ > 0 || !requests_since_report_) return;
-  reporting_ = true;
-  lock.unlock();
-  report(next);
-  lock.lock();
-  reporting_ = false;
-  report_finished_.notify_all();
+  if (attached_ == 0 && requests_since_report_ && !reporting_)
+    report_locked(lock, next);
 }
 
 void ExportState::abandon() {
@@ -87,6 +81,21 @@ std::string ExportState::description() {
   if (!description_.empty()) return description_;
   return pending_line(config_.parameters->label(), name_,
                       table_ ? table_->length() : 0);
+}
+
+void ExportState::forget(uint64_t offset, uint64_t length) {
+  std::shared_ptr<BlockTable> table;
+  {
+    std::lock_guard lock(mutex_);
+    table = table_;
+  }
+  if (!table || offset >= table->length()) return;
+  try {
+    table->forget(offset, std::min(length, table->length() - offset));
+  } catch (const std::exception&) {
+    table_lost_ = true;
+  }
+  changed_since_report_ = true;
 }
 
 // --- Requests --------------------------------------------------------------------
@@ -117,54 +126,96 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   return -1;
 }
 
+void ExportState::refuse(const char* what) {
+  std::lock_guard lock(mutex_);
+  nbdkit_error("blkhash: export %s: %s: %s", quote(name_).c_str(), what,
+               mismatch_message_.c_str());
+}
+
+int ExportState::check_completion(uint64_t completions_before, int* err) {
+  if (!config_.expected || table_->completions() == completions_before)
+    return 0;
+  auto root = table_->root();
+  if (!root) return 0;  // another request made a block unknown again
+  if (*root == *config_.expected) {
+    mismatch_ = false;
+    return 0;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    mismatch_message_ = "checksum MISMATCH: " + config_.parameters->label() +
+                        " " + root->hex() + ", expected " +
+                        config_.expected->hex();
+  }
+  mismatch_ = true;
+  refuse("the image is complete");
+  *err = EIO;
+  return -1;
+}
+
 int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
                        uint64_t offset, uint32_t flags, int* err) {
   note_request(false);
-  auto held = ranges_->lock_shared(offset, count);
+  auto held = ranges_.lock_shared(offset, count);
+  const uint64_t completions = table_->completions();
   if (next->pread(next, buf, count, offset, flags, err) == -1) return -1;
-  return record("read", offset, count, err, [&] {
-    table_->fill_data(offset, {static_cast<const uint8_t*>(buf), count});
-  });
+  if (record("read", offset, count, err, [&] {
+        table_->fill_data(offset, {static_cast<const uint8_t*>(buf), count});
+      }) == -1)
+    return -1;
+  return check_completion(completions, err);
 }
 
 int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
                         uint64_t offset, uint32_t flags, int* err) {
   note_request(true);
-  auto held = ranges_->lock_exclusive(offset, count);
+  auto held = ranges_.lock_exclusive(offset, count);
+  const uint64_t completions = table_->completions();
+  exports_.forget_in_others(this, offset, count);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
+    int saved = *err;
     record("failed write", offset, count, err,
            [&] { table_->forget(offset, count); });
+    *err = saved;
     return -1;
   }
-  return record("write", offset, count, err, [&] {
-    table_->put_data(offset, {static_cast<const uint8_t*>(buf), count});
-  });
+  if (record("write", offset, count, err, [&] {
+        table_->put_data(offset, {static_cast<const uint8_t*>(buf), count});
+      }) == -1)
+    return -1;
+  return check_completion(completions, err);
 }
 
 int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
   note_request(true);
-  auto held = ranges_->lock_exclusive(offset, count);
+  auto held = ranges_.lock_exclusive(offset, count);
+  const uint64_t completions = table_->completions();
   if (next->zero(next, count, offset, flags, err) == -1) {
     // A fast zero the plugin refuses has changed nothing.
     bool refused_fast = (flags & NBDKIT_FLAG_FAST_ZERO) &&
                         (*err == ENOTSUP || *err == EOPNOTSUPP);
     if (!refused_fast) {
       int saved = *err;
+      exports_.forget_in_others(this, offset, count);
       record("failed zero", offset, count, err,
              [&] { table_->forget(offset, count); });
       *err = saved;
     }
     return -1;
   }
-  return record("zero", offset, count, err,
-                [&] { table_->put_zero(offset, count); });
+  exports_.forget_in_others(this, offset, count);
+  if (record("zero", offset, count, err,
+             [&] { table_->put_zero(offset, count); }) == -1)
+    return -1;
+  return check_completion(completions, err);
 }
 
 int ExportState::trim(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
   note_request(true);
-  auto held = ranges_->lock_exclusive(offset, count);
+  auto held = ranges_.lock_exclusive(offset, count);
+  exports_.forget_in_others(this, offset, count);
   int r = next->trim(next, count, offset, flags, err);
   // Trimmed or not, the content is no longer known.
   int saved = *err;
@@ -179,7 +230,8 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
                          uint32_t flags, struct nbdkit_extents* extents,
                          int* err) {
   note_request(false);
-  auto held = ranges_->lock_shared(offset, count);
+  auto held = ranges_.lock_shared(offset, count);
+  const uint64_t completions = table_->completions();
   if (next->extents(next, count, offset, flags, extents, err) == -1)
     return -1;
   // Zero extents fill what is unknown; only inside the held range.
@@ -196,69 +248,28 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
     // Filling is only a shortcut: what was not recorded stays unknown.
     nbdkit_debug("blkhash: zero extents not recorded: %s", e.what());
   }
-  return 0;
+  return check_completion(completions, err);
+}
+
+int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
+  if (mismatch_) {
+    refuse("flush refused");
+    *err = EIO;
+    return -1;
+  }
+  return next->flush(next, flags, err);
 }
 
 // --- Reports -----------------------------------------------------------------------
 
-bool ExportState::read_range(nbdkit_next* next, ByteRange range,
-                             uint64_t* read_back, std::string* error) {
-  const uint64_t chunk =
-      std::max<uint64_t>(kReadChunk, config_.parameters->block_size());
-  std::vector<uint8_t> buffer(std::min(chunk, range.length));
-  for (uint64_t offset = range.offset; offset < range.end();) {
-    uint32_t n = static_cast<uint32_t>(std::min(chunk, range.end() - offset));
-    int err = 0;
-    if (next->pread(next, buffer.data(), n, offset, 0, &err) == -1) {
-      *error = "reading " + std::to_string(n) + " bytes at offset " +
-               std::to_string(offset) + " failed: " + std::strerror(err);
-      return false;
-    }
-    table_->fill_data(offset, {buffer.data(), n});
-    *read_back += n;
-    offset += n;
-  }
-  return true;
-}
-
-bool ExportState::complete_table(nbdkit_next* next, uint64_t* read_back,
-                                 std::string* error) {
-  const bool can_extents = next->can_extents(next) == 1;
-  for (uint64_t position = 0;;) {
-    auto ranges = table_->unknown_ranges(position, 4096);
-    if (ranges.empty()) return true;
-    position = ranges.back().end();
-
-    for (const ByteRange& range : ranges) {
-      if (!can_extents) {
-        if (!read_range(next, range, read_back, error)) return false;
-        continue;
-      }
-      for (uint64_t offset = range.offset; offset < range.end();) {
-        uint64_t n = std::min(kExtentsChunk, range.end() - offset);
-        int err = 0;
-        std::unique_ptr<struct nbdkit_extents, ExtentsFree> extents(
-            nbdkit_extents_full(next, static_cast<uint32_t>(n), offset, 0,
-                                &err));
-        if (!extents) {
-          // No map: read it all.
-          if (!read_range(next, {offset, n}, read_back, error)) return false;
-        } else {
-          for (size_t i = 0; i < nbdkit_extents_count(extents.get()); i++) {
-            struct nbdkit_extent e = nbdkit_get_extent(extents.get(), i);
-            uint64_t lo = std::max(e.offset, offset);
-            uint64_t hi = std::min(e.offset + e.length, offset + n);
-            if (lo >= hi) continue;
-            if (e.type & NBDKIT_EXTENT_ZERO)
-              table_->fill_zero(lo, hi - lo);
-            else if (!read_range(next, {lo, hi - lo}, read_back, error))
-              return false;
-          }
-        }
-        offset += n;
-      }
-    }
-  }
+void ExportState::report_locked(std::unique_lock<std::mutex>& lock,
+                                nbdkit_next* next) {
+  reporting_ = true;
+  lock.unlock();
+  report(next);
+  lock.lock();
+  reporting_ = false;
+  report_finished_.notify_all();
 }
 
 void ExportState::report(nbdkit_next* next) {
@@ -270,19 +281,41 @@ void ExportState::report(nbdkit_next* next) {
   report.export_name = name_;
   report.size = table_->length();
   report.hashed_in_flight = table_->bytes_hashed() - hashed_at_last_report_;
+  report.expected = config_.expected;
+  report.verify = config_.verify;
 
   try {
     if (table_lost_) {
       report.error = "the filter lost track of writes (out of memory)";
-    } else if (complete_table(next, &report.read_back, &report.error)) {
-      report.root = table_->root();
-      if (!report.root) report.error = "blocks still unknown after reading";
+    } else {
+      ReadBack reader(next, *table_, ranges_, readers_);
+      bool complete = reader.complete();
+      report.read_back = reader.bytes_read();
+      if (!complete) {
+        report.error = reader.error();
+      } else {
+        report.root = table_->root();
+        if (!report.root) report.error = "blocks still unknown after reading";
+      }
+    }
+    hashed_at_last_report_ = table_->bytes_hashed();
+
+    if (report.root && config_.verify) {
+      // Read everything back, ignoring what was hashed in flight.
+      BlockTable fresh(*config_.parameters, table_->length(), pool_);
+      ReadBack reader(next, fresh, ranges_, readers_);
+      if (reader.complete()) {
+        report.readback = fresh.root();
+        if (!report.readback) report.verify_error = "blocks still unknown";
+      } else {
+        report.verify_error = reader.error();
+      }
+      report.verify_read = reader.bytes_read();
     }
   } catch (const std::exception& e) {
     report.root.reset();
     report.error = e.what();
   }
-  hashed_at_last_report_ = table_->bytes_hashed();
 
   const std::string line = report.line();
   log_line(line);
@@ -290,6 +323,9 @@ void ExportState::report(nbdkit_next* next) {
     nbdkit_error("blkhash: export %s: checksum incomplete: %s",
                  quote(name_).c_str(), report.error.c_str());
     changed_since_report_ = true;  // try again at cleanup
+  } else if (report.mismatch()) {
+    nbdkit_error("blkhash: export %s: checksum MISMATCH: %s",
+                 quote(name_).c_str(), line.c_str());
   }
   if (!config_.result_file.empty()) {
     if (report.root) {
@@ -304,6 +340,10 @@ void ExportState::report(nbdkit_next* next) {
   std::lock_guard lock(mutex_);
   description_ = line;
   reported_ = report.root.has_value();
+  if (report.root) {
+    mismatch_ = report.mismatch();
+    if (mismatch_) mismatch_message_ = "checksum MISMATCH: " + line;
+  }
 }
 
 void ExportState::report_at_cleanup(nbdkit_backend* backend) {

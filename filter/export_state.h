@@ -6,21 +6,27 @@
 // content (see block_table.h for what each kind of request means).
 // It decides when to report and computes the report: blocks the table
 // does not know are found through the plugin's extents (zeros need no
-// reading) and then read, so a report is never a guess.
+// reading) and then read (readback.h), so a report is never a guess.
 //
 // Lifecycle: attach() when a connection is prepared, detach() when it is
-// finalized.  The last detach() after data requests makes a report;
-// report_at_cleanup() makes one at shutdown if the content changed since,
-// or none was made.  While a report is being computed, attach() and
-// description() wait for it, so a client connecting then gets the
+// finalized.  A report is due after data requests once no connection is
+// attached: the last detach() makes it, or the next attach() if it came
+// first.  report_at_cleanup() makes one at shutdown if the content changed
+// since, or none was made.  While a report is being computed, attach()
+// and description() wait for it, so a client connecting then gets the
 // finished report.
 //
+// blkhash-expect: the request after which every block is known checks the
+// root and fails with EIO on a mismatch, as does every later flush, and a
+// report that finds a mismatch (expect, or blkhash-verify's read-back)
+// makes every later connection to the export fail at open.
+//
 // Invariants:
-// - table_ and ranges_ only change in attach() with no connection
-//   attached and no report running, so requests (which run only between
-//   attach() and detach()) use them without mutex_.
-// - A report runs with no connection attached: nothing changes the
-//   export through the filter while it is computed.
+// - table_ only changes in attach() with no connection attached and no
+//   report running, so requests (which run only between attach() and
+//   detach()) use it without mutex_; other exports reach it through
+//   forget(), which takes mutex_.
+// - A report runs with no connection to this export attached.
 
 #ifndef BLKHASH_FILTER_EXPORT_STATE_H
 #define BLKHASH_FILTER_EXPORT_STATE_H
@@ -42,9 +48,12 @@
 
 namespace blkhash::filter {
 
+class Exports;
+
 class ExportState {
  public:
-  ExportState(std::string name, const Config& config, HashPool* pool);
+  ExportState(std::string name, const Config& config, HashPool* pool,
+              unsigned readers, Exports& exports);
 
   const std::string& name() const { return name_; }
 
@@ -69,6 +78,10 @@ class ExportState {
            int* err);
   int extents(nbdkit_next* next, uint32_t count, uint64_t offset,
               uint32_t flags, struct nbdkit_extents* extents, int* err);
+  int flush(nbdkit_next* next, uint32_t flags, int* err);
+
+  // Another export name changed this range of the storage we may share.
+  void forget(uint64_t offset, uint64_t length);
 
   // At shutdown: reports through a context of its own, if needed.
   void report_at_cleanup(nbdkit_backend* backend);
@@ -80,20 +93,24 @@ class ExportState {
   template <typename Update>
   int record(const char* what, uint64_t offset, uint64_t length, int* err,
              Update update);
+  // After a request that recorded content: 0, or -1 with *err = EIO if the
+  // request completed the image and the root is not blkhash-expect.
+  int check_completion(uint64_t completions_before, int* err);
+  // The client-visible error when a mismatch was found.
+  void refuse(const char* what);
 
   // Sizes the table for next's export; mutex_ held.  -1 after nbdkit_error.
   int ensure_table_locked(nbdkit_next* next);
-
+  // Makes a report with reporting_ set; `lock` is released meanwhile.
+  void report_locked(std::unique_lock<std::mutex>& lock, nbdkit_next* next);
   void report(nbdkit_next* next);
-  // Finds or reads every unknown byte; false with `error` set on failure.
-  bool complete_table(nbdkit_next* next, uint64_t* read_back,
-                      std::string* error);
-  bool read_range(nbdkit_next* next, ByteRange range, uint64_t* read_back,
-                  std::string* error);
 
   const std::string name_;
   const Config& config_;
   HashPool* const pool_;
+  const unsigned readers_;
+  Exports& exports_;
+  RangeLock& ranges_;  // shared by all exports
 
   std::mutex mutex_;  // guards the members up to the atomics below
   std::condition_variable report_finished_;
@@ -101,9 +118,9 @@ class ExportState {
   unsigned attached_ = 0;
   bool reported_ = false;
   std::string description_;
+  std::string mismatch_message_;
   uint64_t hashed_at_last_report_ = 0;
-  std::unique_ptr<BlockTable> table_;
-  std::unique_ptr<RangeLock> ranges_;
+  std::shared_ptr<BlockTable> table_;
 
   // Set by requests, cleared when a report starts.
   std::atomic<bool> requests_since_report_{false};
@@ -111,6 +128,8 @@ class ExportState {
   // The table could not record a request: reports are incomplete until
   // the table is rebuilt.
   std::atomic<bool> table_lost_{false};
+  // The content is known not to have the expected checksum.
+  std::atomic<bool> mismatch_{false};
 };
 
 }  // namespace blkhash::filter

@@ -43,7 +43,28 @@ std::string Report::line() const {
   out += " hashed=" + std::to_string(hashed_in_flight);
   out += " read=" + std::to_string(read_back);
   if (!root) out += " error=" + quote(error);
+  if (expected && root) {
+    if (*root == *expected)
+      out += " expect=verified";
+    else
+      out += " expect=MISMATCH expected=" + expected->hex();
+  }
+  if (verify && root) {
+    if (readback) {
+      out += *readback == *root ? " verify=match" : " verify=MISMATCH";
+      out += " readback=" + readback->hex();
+    } else {
+      out += " verify=incomplete verify-error=" + quote(verify_error);
+    }
+    out += " verify-read=" + std::to_string(verify_read);
+  }
   return out;
+}
+
+bool Report::mismatch() const {
+  if (!root) return false;
+  return (expected && *root != *expected) ||
+         (verify && readback && *readback != *root);
 }
 
 std::string pending_line(std::string_view label, std::string_view export_name,

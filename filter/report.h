@@ -5,11 +5,15 @@
 // nbdinfo shows, and (its digest alone) in the result file:
 //
 //   blkhash: <digest>/<block size> <hex> export="<name>" size=<bytes>
-//            hashed=<bytes> read=<bytes>
+//            hashed=<bytes> read=<bytes> [expect=verified |
+//            expect=MISMATCH expected=<hex>] [verify=match|MISMATCH
+//            readback=<hex> verify-read=<bytes>]
 //
 // (on one line), where <hex> is the root, or the word "incomplete" when
 // part of the export could not be read (then error="..." follows), or
-// "pending" before the first report.  The export name comes from clients:
+// "pending" before the first report.  expect= appears with blkhash-expect,
+// verify= with blkhash-verify (verify=incomplete verify-error="..." if the
+// read-back failed).  The export name comes from clients:
 // it is quoted with every byte outside printable ASCII, the quote and the
 // backslash escaped, and cut to 256 bytes, so a name cannot break the
 // line or forge a second one.  man/nbdkit-blkhash-filter.pod documents
@@ -35,6 +39,15 @@ struct Report {
   uint64_t hashed_in_flight = 0;    // bytes hashed from client traffic
   uint64_t read_back = 0;           // bytes read from the plugin to finish
   std::string error;                // why it is incomplete
+
+  std::optional<DigestValue> expected;  // blkhash-expect
+  bool verify = false;                  // blkhash-verify was asked for
+  std::optional<DigestValue> readback;  // the root read back
+  uint64_t verify_read = 0;
+  std::string verify_error;
+
+  // The root differs from blkhash-expect, or from the read-back.
+  bool mismatch() const;
 
   // The report line, without a trailing newline.
   std::string line() const;

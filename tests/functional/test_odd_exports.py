@@ -14,9 +14,11 @@ Proves:
     hashed from a model of their content (checked against what the export
     reads back);
   - export names of 4096 bytes and names with control characters, quotes,
-    backslashes, non-ASCII bytes and a forged report line produce exactly
-    one well-formed report line each, with the name escaped (no raw
-    control character in the log), cut at 256 bytes with "...";
+    backslashes, non-ASCII bytes and a forged report line produce
+    well-formed report lines only (one per connection, and at shutdown one
+    per name whose content writes under other names changed), with the
+    name escaped (no raw control character in the log), cut at 256 bytes
+    with "...";
   - two export names served by a plugin that ignores names (memory) alias
     the same content: a report under one name must still equal the
     content after writes under the other (see aliased_names_case).
@@ -379,9 +381,16 @@ def names_case(seed):
           what + ": no raw control character in nbdkit's log",
           re.findall(rb".{0,20}[\x00-\x09\x0b-\x1f\x7f].{0,20}", raw)[:3])
     lines = [ln for ln in log.splitlines() if "blkhash:" in ln]
-    check(len(lines) == len(NAMES),
-          what + ": exactly one blkhash line per name",
+    # One report per connection, in order; then at shutdown one more for
+    # each name whose content later writes under other names changed
+    # (all but the last): every one well formed and right.
+    check(len(lines) == 2 * len(NAMES) - 1,
+          what + ": one report per connection, one per changed name at exit",
           "%d lines for %d names" % (len(lines), len(NAMES)))
+    final = reference(bytes(content))
+    for line in lines[len(NAMES):]:
+        check(LINE_RE.match(line) and line.split()[3] == final,
+              what + ": shutdown report well formed and right", line[:200])
     for k, name in enumerate(NAMES):
         if k >= len(lines):
             break
