@@ -33,7 +33,7 @@ ENV = dict(os.environ, PATH="/usr/bin:" + os.environ.get("PATH", ""),
 
 # blkhash: <label> <hex|incomplete> export="<name>" size=N hashed=N read=N ...
 REPORT_RE = re.compile(
-    r'blkhash: (?P<label>\S+) (?P<digest>[0-9a-f]+|incomplete|pending) '
+    r'^(?:nbdkit: )?blkhash: (?P<label>\S+) (?P<digest>[0-9a-f]+|incomplete|pending) '
     r'export="(?P<export>(?:[^"\\]|\\.)*)"(?P<rest>.*)$')
 
 _passed = 0
@@ -81,12 +81,13 @@ def parse_reports(text):
     export and the key=value fields (size, hashed, read, ...)."""
     reports = []
     for line in text.splitlines():
-        m = REPORT_RE.search(line)
+        m = REPORT_RE.match(line)
         if not m:
             continue
         r = {"label": m.group("label"), "digest": m.group("digest"),
              "export": m.group("export"), "line": line}
-        for k, v in re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', m.group("rest")):
+        for k, v in re.findall(r'(?:^|\s)([\w-]+)=("(?:[^"\\]|\\.)*"|\S+)',
+                               m.group("rest")):
             r[k] = v.strip('"')
         reports.append(r)
     return reports
