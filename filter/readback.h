@@ -3,7 +3,7 @@
 // Used to finish a report (the blocks no client sent or read) and, with
 // blkhash-verify, to read a whole export back.  It first asks the plugin
 // for extents: zero ranges are recorded without reading.  The rest is read
-// in chunks of 8 MiB by several threads at once when the plugin's thread
+// in chunks of 2 MiB (or one block) by several threads at once when the plugin's thread
 // model allows it, each hashing what it read (and the hashing pool helping),
 // so reading and hashing overlap and every core hashes.
 //
@@ -45,6 +45,7 @@ class ReadBack {
   BlockTable& table_;
   RangeLock& ranges_;
   const unsigned readers_;
+  const uint64_t chunk_size_;  // bytes per read
   uint64_t bytes_read_ = 0;
   std::string error_;
 };
