@@ -1,0 +1,770 @@
+#!/usr/bin/python3
+"""Benchmark suite for nbdkit-blkhash-filter.
+
+Every case runs WITH the filter (A) and WITHOUT it (B), interleaved
+A B A B ... in one run, so slow drift of the machine affects both sides
+alike.  The medians are reported.  See bench/README.md for the method.
+
+Started by bench/run, which installs the tools and builds the filter.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(TOP, "bench", "results")
+DEFAULT_FILTER = os.path.join(TOP, "build", "filter", "nbdkit-blkhash-filter.so")
+
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+BLOCK = 64 * KiB            # the filter's default block size, used throughout
+DIGEST_SIZE = {"sha256": 32, "xxh128": 16, "blake2b512": 64}
+
+REPORT_RE = re.compile(
+    r'blkhash: (?P<digest>[\w-]+)/(?P<bs>\w+) (?P<hex>[0-9a-f]+|incomplete) '
+    r'export="[^"]*" size=(?P<size>\d+) hashed=(?P<hashed>\d+) '
+    r'read=(?P<read>\d+)')
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Measuring one run
+# ---------------------------------------------------------------------------
+
+def cpu_of(ru):
+    return ru.ru_utime + ru.ru_stime
+
+
+def kill_own(proc):
+    """Stop a process this script started (by its pid) and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def vm_hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def parse_reports(text):
+    return [m.groupdict() for m in REPORT_RE.finditer(text)]
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.rundir = os.path.join(args.workdir, "run")
+        os.makedirs(self.rundir, exist_ok=True)
+        self.sock = os.path.join(self.rundir, "nbd.sock")
+        self.pidfile = os.path.join(self.rundir, "nbdkit.pid")
+        self.logfile = os.path.join(self.rundir, "nbdkit.log")
+        self.clientlog = os.path.join(self.rundir, "client.log")
+
+    def served(self, plugin, plugin_args, client, digest=None, readonly=False,
+               filter_extra=(), timeout=900):
+        """nbdkit serves PLUGIN on a unix socket; CLIENT(uri) is run apart.
+
+        Timed from the client's start to nbdkit's exit: when filtered, we
+        wait for the report line (the report is made when the last
+        connection closes), read nbdkit's VmHWM (its peak RSS: all the
+        filter's work is done by then), send SIGTERM and reap nbdkit with
+        wait4.  CPU is user+sys of the client (with its children) and of
+        nbdkit, from wait4."""
+        for p in (self.sock, self.pidfile):
+            if os.path.exists(p):
+                os.unlink(p)
+        cmd = ["nbdkit", "-f", "--exit-with-parent", "-U", self.sock,
+               "-P", self.pidfile]
+        if readonly:
+            cmd.append("-r")
+        params = []
+        if digest:
+            cmd.append(f"--filter={self.args.filter}")
+            params = [f"blkhash-digest={digest}", *filter_extra]
+        cmd += [plugin, *plugin_args, *params]
+        with open(self.logfile, "w") as logf:
+            srv = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                   stdout=logf, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not (os.path.exists(self.pidfile)
+                       and os.path.getsize(self.pidfile) > 0):
+                if srv.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("nbdkit did not start: %s\n%s" % (
+                        " ".join(cmd), open(self.logfile).read()))
+                time.sleep(0.005)
+            uri = f"nbd+unix:///?socket={self.sock}"
+            ccmd = client(uri)
+            with open(self.clientlog, "w") as clog:
+                t0 = time.perf_counter()
+                cli = subprocess.Popen(ccmd, stdin=subprocess.DEVNULL,
+                                       stdout=clog, stderr=subprocess.STDOUT)
+                _, cstatus, cru = os.wait4(cli.pid, 0)
+                cli.returncode = os.waitstatus_to_exitcode(cstatus)
+            if cli.returncode != 0:
+                raise BenchError("client failed (%d): %s\n%s" % (
+                    cli.returncode, " ".join(ccmd), open(self.clientlog).read()))
+            if digest:
+                # The report is made when the last connection closes.
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and srv.poll() is None:
+                    with open(self.logfile) as f:
+                        if parse_reports(f.read()):
+                            break
+                    time.sleep(0.002)
+            hwm = vm_hwm_kib(srv.pid)
+            srv.send_signal(signal.SIGTERM)
+            _, sstatus, sru = os.wait4(srv.pid, 0)
+            t1 = time.perf_counter()
+            srv.returncode = os.waitstatus_to_exitcode(sstatus)
+        finally:
+            kill_own(srv)
+        text = open(self.logfile).read()
+        if srv.returncode != 0:
+            raise BenchError("nbdkit exited with %d: %s\n%s" % (
+                srv.returncode, " ".join(cmd), text))
+        if hwm is None:
+            raise BenchError("could not read VmHWM of nbdkit")
+        # Not sru.ru_maxrss: Linux carries the high-water mark of the
+        # process that forked (this Python) across exec into ru_maxrss.
+        result = {
+            "seconds": t1 - t0,
+            "cpu": cpu_of(cru) + cpu_of(sru),
+            "cpu_nbdkit": cpu_of(sru),
+            "rss_kib": hwm,
+        }
+        if digest:
+            result["report"] = self.check_report(text, cmd)
+        return result
+
+    def check_report(self, text, cmd):
+        reports = parse_reports(text)
+        if not reports:
+            raise BenchError("no blkhash report: %s\n%s" % (" ".join(cmd), text))
+        if any(r["hex"] == "incomplete" for r in reports):
+            raise BenchError("incomplete report: %s\n%s" % (" ".join(cmd), text))
+        return reports[-1]
+
+    def selfrun(self, plugin, plugin_args, digest, filter_extra=()):
+        """nbdkit -r --filter=blkhash PLUGIN ... --run true: the filter
+        reads the whole export at shutdown.  Timed over nbdkit's life;
+        wait4 gives nbdkit's rusage with its reaped children (the shell
+        running `true`).  The report is made during shutdown, so VmHWM is
+        sampled every few milliseconds until nbdkit exits."""
+        cmd = ["nbdkit", "--exit-with-parent", "-r",
+               f"--filter={self.args.filter}", plugin, *plugin_args,
+               f"blkhash-digest={digest}", *filter_extra, "--run", "true"]
+        with open(self.logfile, "w") as logf:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                 stderr=subprocess.STDOUT)
+            hwm = 0
+            while True:
+                pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                hwm = max(hwm, vm_hwm_kib(p.pid) or 0)
+                time.sleep(0.004)
+            t1 = time.perf_counter()
+            p.returncode = os.waitstatus_to_exitcode(status)
+        text = open(self.logfile).read()
+        if p.returncode != 0:
+            raise BenchError("nbdkit failed: %s\n%s" % (" ".join(cmd), text))
+        return {"seconds": t1 - t0, "cpu": cpu_of(ru), "cpu_nbdkit": cpu_of(ru),
+                "rss_kib": hwm, "report": self.check_report(text, cmd)}
+
+    def tool(self, argv):
+        """A reference tool such as `openssl dgst -sha256 FILE`."""
+        with open(self.clientlog, "w") as clog:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=clog,
+                                 stderr=subprocess.STDOUT)
+            _, status, ru = os.wait4(p.pid, 0)
+            t1 = time.perf_counter()
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise BenchError("%s failed:\n%s" % (" ".join(argv),
+                                                 open(self.clientlog).read()))
+        return {"seconds": t1 - t0, "cpu": cpu_of(ru), "cpu_nbdkit": None,
+                "rss_kib": None,
+                "output": open(self.clientlog).read().strip()}
+
+
+# ---------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------
+
+def keystream(iv_byte):
+    """Deterministic incompressible bytes: AES-128-CTR of zeros."""
+    return subprocess.Popen(
+        ["openssl", "enc", "-aes-128-ctr", "-K", "00" * 16,
+         "-iv", "%02x" % iv_byte * 16, "-in", "/dev/zero"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+
+
+def read_exact(f, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = f.read(n - len(buf))
+        if not chunk:
+            raise BenchError("openssl keystream ended early")
+        buf += chunk
+    return bytes(buf)
+
+
+def sparse_layout(virtual, data):
+    """16 MiB runs spread evenly over the image, each 1 MiB-aligned."""
+    run = 16 * MiB
+    n = data // run
+    stride = virtual // n
+    return [(i * stride + (i * 5 % 16) * MiB, run) for i in range(n)]
+
+
+def make_images(args, cfg):
+    os.makedirs(args.workdir, exist_ok=True)
+    dense = os.path.join(args.workdir, "data-%dG.raw" % (cfg["dense"] // GiB))
+    sparse = os.path.join(args.workdir, "sparse-%dG-%dM.raw" % (
+        cfg["sparse_virtual"] // GiB, cfg["sparse_data"] // MiB))
+    stamp_ok = lambda p: os.path.exists(p + ".ok")
+
+    if not (os.path.exists(dense) and stamp_ok(dense)
+            and os.path.getsize(dense) == cfg["dense"]):
+        log(f"bench: generating {dense} ({cfg['dense'] // GiB} GiB incompressible)")
+        t = time.monotonic()
+        ks = keystream(0)
+        with open(dense + ".tmp", "wb") as out:
+            left = cfg["dense"]
+            while left:
+                chunk = read_exact(ks.stdout, min(left, 16 * MiB))
+                out.write(chunk)
+                left -= len(chunk)
+        kill_own(ks)
+        os.rename(dense + ".tmp", dense)
+        open(dense + ".ok", "w").close()
+        log("bench:   %.1f s" % (time.monotonic() - t))
+
+    if not (os.path.exists(sparse) and stamp_ok(sparse)
+            and os.path.getsize(sparse) == cfg["sparse_virtual"]):
+        log(f"bench: generating {sparse} ({cfg['sparse_virtual'] // GiB} GiB "
+            f"virtual, {cfg['sparse_data'] // MiB} MiB data)")
+        ks = keystream(1)
+        fd = os.open(sparse + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, cfg["sparse_virtual"])
+            for off, length in sparse_layout(cfg["sparse_virtual"], cfg["sparse_data"]):
+                os.pwrite(fd, read_exact(ks.stdout, length), off)
+        finally:
+            os.close(fd)
+        kill_own(ks)
+        os.rename(sparse + ".tmp", sparse)
+        open(sparse + ".ok", "w").close()
+    return dense, sparse
+
+
+def warm(path, virtual=None, data=None):
+    """Pull the image's data into the page cache (holes are not read)."""
+    with open(path, "rb", buffering=0) as f:
+        if virtual is None:
+            while f.read(16 * MiB):
+                pass
+        else:
+            for off, length in sparse_layout(virtual, data):
+                os.pread(f.fileno(), length, off)
+
+
+# ---------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------
+
+# Labels for the plot.
+SHORT = {
+    "nbdcopy-null": "nbdcopy→null",
+    "nbdcopy-memory": "nbdcopy→memory",
+    "qemu-img": "qemu-img→null",
+    "qemu-img-W": "qemu-img -W -m16→null",
+    "nbdcopy-file-verify": "nbdcopy→file verify",
+    "nbdcopy-read": "read path nbdcopy",
+    "sparse": "sparse nbdcopy→null",
+    "readback": "read-back vs tool",
+    "memory": "memory sparse-random→null",
+}
+
+
+def build_cases(args, cfg, dense, sparse):
+    """Each case: name, digest, virtual size, kind, and how to run a side."""
+    D = cfg["dense"]
+    ds = str(D)
+    out = os.path.join(args.workdir, "out.raw")
+    cases = []
+
+    def add(group, name, digests, size, run, prepare=None, kind="stream", **kw):
+        for d in digests:
+            cases.append(dict(group=group, name=name, short=SHORT[group],
+                              digest=d, size=size,
+                              run=run, prepare=prepare, kind=kind, **kw))
+
+    both = ["sha256", "xxh128"]
+
+    add("nbdcopy-null", "nbdcopy → null", both + ["blake2b512"], D,
+        lambda r, dg: r.served("null", [ds], lambda u: ["nbdcopy", dense, u], dg))
+    add("nbdcopy-memory", "nbdcopy → memory", both, D,
+        lambda r, dg: r.served("memory", [ds], lambda u: ["nbdcopy", dense, u], dg))
+    add("qemu-img", "qemu-img convert → null", both, D,
+        lambda r, dg: r.served("null", [ds], lambda u: [
+            "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", dense, u], dg))
+    add("qemu-img-W", "qemu-img convert -W -m 16 → null", both, D,
+        lambda r, dg: r.served("null", [ds], lambda u: [
+            "qemu-img", "convert", "-n", "-W", "-m", "16", "-f", "raw",
+            "-O", "raw", dense, u], dg))
+
+    def fresh_out():
+        if os.path.exists(out):
+            os.unlink(out)
+        with open(out, "wb") as f:
+            f.truncate(D)
+
+    add("nbdcopy-file-verify", "nbdcopy → file, blkhash-verify=true", both, D,
+        lambda r, dg: r.served("file", [out], lambda u: ["nbdcopy", dense, u], dg,
+                               filter_extra=["blkhash-verify=true"]),
+        prepare=fresh_out)
+    add("nbdcopy-read", "nbdcopy file → null: (read path)", both, D,
+        lambda r, dg: r.served("file", [dense], lambda u: ["nbdcopy", u, "null:"],
+                               dg, readonly=True))
+    add("sparse", "nbdcopy sparse %d GiB (%d MiB data) → null" % (
+        cfg["sparse_virtual"] // GiB, cfg["sparse_data"] // MiB), both,
+        cfg["sparse_virtual"],
+        lambda r, dg: r.served("null", [str(cfg["sparse_virtual"])],
+                               lambda u: ["nbdcopy", sparse, u], dg))
+
+    # Read-back: the filter reads the whole file at shutdown, compared with
+    # a plain digest tool over the same (page-cached) file.
+    refs = {"sha256": ["openssl", "dgst", "-sha256", dense]}
+    if shutil.which("xxhsum"):
+        refs["xxh128"] = ["xxhsum", "-H2", dense]
+    for dg, ref in refs.items():
+        add("readback", "read-back `--run true` vs `%s`" % " ".join(ref[:-1]),
+            [dg], D, None, kind="readback", ref=ref)
+
+    # Memory: a huge null export receiving sparse-random data.
+    mv, mp = cfg["mem_virtual"], 1.5625
+    src = ["nbdkit", "sparse-random", "%dG" % (mv // GiB),
+           "percent=%s" % mp, "seed=1"]
+    add("memory", "memory: nbdcopy sparse-random %s → null %s" % (
+        human(mv), human(mv)), both, mv,
+        lambda r, dg: r.served("null", [str(mv)],
+                               lambda u: ["nbdcopy", "--", "[", *src, "]", u], dg),
+        kind="memory", reps=cfg["mem_reps"],
+        nominal_data=int(mv * mp / 100))
+
+    if args.case:
+        pats = [p.strip() for p in args.case.split(",")]
+        known = {c["group"] for c in cases} | {c["digest"] for c in cases}
+        unknown = [p for p in pats if p not in known]
+        if unknown:
+            raise BenchError("unknown --case %s (known: %s)" % (
+                ",".join(unknown), ", ".join(sorted(known))))
+        cases = [c for c in cases if c["group"] in pats or c["digest"] in pats]
+    return cases
+
+
+def human(n):
+    for unit, size in (("T", TiB), ("G", GiB), ("M", MiB)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}iB"
+    return str(n)
+
+
+def run_case(runner, case, reps, dense):
+    sides = {"filter": [], "nofilter": []}
+    name = f"{case['name']} [{case['digest']}]"
+    for i in range(reps):
+        for side in ("filter", "nofilter"):           # A B A B ...
+            if case["prepare"]:
+                case["prepare"]()
+            if case["kind"] == "readback":
+                if side == "filter":
+                    res = runner.selfrun("file", [dense], case["digest"])
+                else:
+                    res = runner.tool(case["ref"])
+            else:
+                res = case["run"](runner, case["digest"] if side == "filter" else None)
+            sides[side].append(res)
+            log("bench: %-62s %-8s rep %d: %6.2f s  %5.2f GB/s" % (
+                name, side, i + 1, res["seconds"],
+                case["size"] / res["seconds"] / 1e9))
+    return sides
+
+
+def summarize(case, sides):
+    gb = case["size"] / 1e9
+    s = {"group": case["group"], "name": case["name"], "short": case["short"],
+         "digest": case["digest"],
+         "kind": case["kind"], "size": case["size"]}
+    for side, runs in sides.items():
+        secs = statistics.median(r["seconds"] for r in runs)
+        s[side] = {
+            "seconds": secs,
+            "all_seconds": [r["seconds"] for r in runs],
+            "gbps": gb / secs,
+            "cpu_per_gb": statistics.median(r["cpu"] for r in runs) / gb,
+            "rss_mib": (max(r["rss_kib"] for r in runs) / 1024
+                        if runs[0]["rss_kib"] is not None else None),
+        }
+    s["ratio"] = s["filter"]["gbps"] / s["nofilter"]["gbps"]
+    checksums = {r["report"]["hex"] for r in sides["filter"]}
+    s["checksums"] = sorted(checksums)
+    s["hashed"] = max(int(r["report"]["hashed"]) for r in sides["filter"])
+    s["read"] = max(int(r["report"]["read"]) for r in sides["filter"])
+    if case["kind"] == "readback":
+        s["reference"] = " ".join(case["ref"][:-1])
+        s["reference_output"] = sides["nofilter"][0].get("output")
+    if case["kind"] == "memory":
+        data_blocks = max(case["nominal_data"], s["hashed"]) // BLOCK
+        all_blocks = case["size"] // BLOCK
+        ds = DIGEST_SIZE[case["digest"]]
+        bound = 2 * (ds + 8) * data_blocks + all_blocks + 32 * MiB
+        delta = (s["filter"]["rss_mib"] - s["nofilter"]["rss_mib"]) * MiB
+        s["memory"] = {"data_blocks": data_blocks, "all_blocks": all_blocks,
+                       "digest_size": ds, "bound_bytes": bound,
+                       "delta_bytes": delta, "pass": delta <= bound}
+    return s
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------
+
+def first_line(argv):
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except Exception:
+        return "unknown"
+
+
+def environment(args, cfg):
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = "unknown"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 1024 / 1024)
+    commit = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
+    return {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory": mem,
+        "kernel": platform.release(),
+        "load_at_start": "%.2f %.2f %.2f" % os.getloadavg(),
+        "nbdkit": first_line(["nbdkit", "--version"]),
+        "nbdcopy": first_line(["nbdcopy", "--version"]),
+        "qemu_img": first_line(["qemu-img", "--version"]),
+        "openssl": first_line(["openssl", "version"]),
+        "filter": args.filter,
+        "commit": commit or "unknown",
+        "mode": "quick" if args.quick else "full",
+        "reps": args.reps,
+        "config": cfg,
+    }
+
+
+def fmt(x, spec="%.2f"):
+    return "—" if x is None else spec % x
+
+
+def targets(summaries):
+    """The project's performance goals, judged on the medians."""
+    out = []
+    for s in summaries:
+        r, d, g = s["ratio"], s["digest"], s["group"]
+        label = f"{s['name']} [{d}]"
+        if s["kind"] == "readback":
+            if d == "sha256":
+                out.append(("read-back ≥ 1.6x faster than openssl dgst", label,
+                            "%.2fx" % r, r >= 1.6))
+            continue
+        if g == "nbdcopy-file-verify":
+            continue      # reads everything back on purpose: informational
+        if d == "sha256" and g.startswith(("nbdcopy", "sparse", "memory")):
+            out.append(("sha256 nbdcopy ratio ≥ 0.40", label, "%.2f" % r, r >= 0.40))
+        if d == "sha256" and g == "qemu-img":
+            out.append(("sha256 qemu-img (one in flight) ratio ≥ 0.60", label,
+                        "%.2f" % r, r >= 0.60))
+        if d == "xxh128":
+            out.append(("xxh128 ratio ≥ 0.90 everywhere", label, "%.2f" % r, r >= 0.90))
+        if s["kind"] == "memory":
+            m = s["memory"]
+            out.append(("memory: RSS(filter) − RSS(no filter) ≤ bound", label,
+                        "%.1f MiB ≤ %.1f MiB" % (m["delta_bytes"] / MiB,
+                                                 m["bound_bytes"] / MiB),
+                        m["pass"]))
+    return out
+
+
+def markdown(env, summaries, checks, elapsed):
+    L = []
+    L.append("# nbdkit-blkhash-filter benchmark")
+    L.append("")
+    L.append(f"- date: {env['date']} ({env['mode']} run, {env['reps']} "
+             f"repetitions per side, took {elapsed / 60:.1f} min)")
+    L.append(f"- machine: nproc {env['nproc']}, {env['cpu']}, {env['memory']} "
+             f"RAM, kernel {env['kernel']}, load at start {env['load_at_start']}")
+    L.append(f"- tools: {env['nbdkit']}; {env['nbdcopy']}; {env['qemu_img']}; "
+             f"{env['openssl']}")
+    L.append(f"- filter: `{os.path.relpath(env['filter'], TOP)}` at `{env['commit']}`, "
+             "block size 64K")
+    L.append("")
+    L.append("Throughput is the image's virtual size (GB = 10⁹ bytes) over the "
+             "median wall time, from the client's start to nbdkit's exit "
+             "(including the report). CPU is user+sys of nbdkit and the client, "
+             "per GB of virtual size. RSS is nbdkit's peak (VmHWM, read once the "
+             "report is logged; the largest over the runs). "
+             "For the read-back rows the \"without\" side is the reference "
+             "tool named in the case, and the ratio is how many times faster "
+             "the filter is. See [README.md](../README.md) for the method.")
+    L.append("")
+    L.append("| case | digest | with filter GB/s | without GB/s | ratio | "
+             "CPU s/GB with | CPU s/GB without | nbdkit RSS MiB with | without |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    for s in summaries:
+        f, n = s["filter"], s["nofilter"]
+        ratio = ("%.2fx faster" % s["ratio"]) if s["kind"] == "readback" \
+            else "%.2f" % s["ratio"]
+        L.append(f"| {s['name']} | {s['digest']} | {f['gbps']:.2f} | "
+                 f"{n['gbps']:.2f} | {ratio} | {f['cpu_per_gb']:.2f} | "
+                 f"{n['cpu_per_gb']:.2f} | {fmt(f['rss_mib'], '%.0f')} | "
+                 f"{fmt(n['rss_mib'], '%.0f')} |")
+    L.append("")
+    mem = [s for s in summaries if s["kind"] == "memory"]
+    if mem:
+        L.append("## Memory bound")
+        L.append("")
+        L.append("bound = 2 × (digest size + 8) × data blocks + 1 byte × all "
+                 "blocks + 32 MiB, with 64K blocks; data blocks = the larger "
+                 "of the nominal data size and `hashed=` from the report, / 64K.")
+        L.append("")
+        L.append("| case | digest | data blocks | all blocks | RSS with − without | bound | result |")
+        L.append("|---|---|--:|--:|--:|--:|---|")
+        for s in mem:
+            m = s["memory"]
+            L.append(f"| {s['name']} | {s['digest']} | {m['data_blocks']} | "
+                     f"{m['all_blocks']} | {m['delta_bytes'] / MiB:.1f} MiB | "
+                     f"{m['bound_bytes'] / MiB:.1f} MiB | "
+                     f"{'PASS' if m['pass'] else 'FAIL'} |")
+        L.append("")
+    L.append("## Targets")
+    L.append("")
+    L.append("| target | case | value | result |")
+    L.append("|---|---|--:|---|")
+    for t, label, value, ok in checks:
+        L.append(f"| {t} | {label} | {value} | {'PASS' if ok else 'FAIL'} |")
+    L.append("")
+    L.append("## Checksums")
+    L.append("")
+    L.append("Every filtered run of a case must log the same checksum; cases "
+             "over the same data with the same digest must agree too.")
+    L.append("")
+    for s in summaries:
+        L.append(f"- {s['name']} [{s['digest']}]: `{' '.join(s['checksums'])}`")
+    L.append("")
+    L.append("Wall times of every run (seconds, in run order), with / without:")
+    L.append("")
+    for s in summaries:
+        w = ", ".join("%.2f" % x for x in s["filter"]["all_seconds"])
+        wo = ", ".join("%.2f" % x for x in s["nofilter"]["all_seconds"])
+        L.append(f"- {s['name']} [{s['digest']}]: {w} / {wo}")
+    L.append("")
+    return "\n".join(L)
+
+
+def check_checksums(summaries, dense_size):
+    """Same data + same digest => same checksum, whatever the path."""
+    problems = []
+    by_source = {}
+    for s in summaries:
+        if len(s["checksums"]) != 1:
+            problems.append(f"{s['name']} [{s['digest']}]: reps disagree: {s['checksums']}")
+            continue
+        if s["group"] in ("sparse", "memory"):
+            continue
+        by_source.setdefault(s["digest"], set()).add(s["checksums"][0])
+    for d, values in by_source.items():
+        if len(values) != 1:
+            problems.append(f"{d}: cases over the same image disagree: {sorted(values)}")
+    return problems
+
+
+def plot(summaries, png, datfile):
+    if not shutil.which("gnuplot"):
+        log("bench: gnuplot not found, no PNG")
+        return False
+    with open(datfile, "w") as f:
+        for s in summaries:
+            label = f"{s['short']} {s['digest']}"
+            f.write('"%s" %.4f %.4f\n' % (label, s["filter"]["gbps"],
+                                          s["nofilter"]["gbps"]))
+    n = len(summaries)
+    script = f"""
+set terminal pngcairo size {max(1000, 70 * n + 200)},760 font "sans,10"
+set output "{png}"
+set title "nbdkit-blkhash-filter: throughput with and without the filter (median, GB/s of virtual size, log scale)"
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [0.1:*]
+set ylabel "GB/s"
+set grid ytics
+set xtics rotate by -35 scale 0 font ",9"
+set key top left
+set bmargin 10
+set rmargin 16
+plot "{datfile}" using 2:xtic(1) title "with filter" lc rgb "#d95f02", \\
+     "" using 3 title "without filter (read-back: reference tool)" lc rgb "#1b9e77"
+"""
+    r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if r.returncode != 0:
+        log("bench: gnuplot failed:\n" + r.stderr)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(
+        prog="bench/run",
+        description="Benchmark nbdkit-blkhash-filter: every case with and "
+                    "without the filter, interleaved; medians.")
+    ap.add_argument("--quick", action="store_true",
+                    help="1 GiB image, 16 GiB sparse, 256 GiB memory case, 2 reps (~3 min)")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="repetitions per side (default 3, --quick 2)")
+    ap.add_argument("--mem-reps", type=int, default=1,
+                    help="repetitions per side of the memory case (default 1)")
+    ap.add_argument("--workdir", default="/var/tmp/blkhash-bench",
+                    help="where images and sockets go (default %(default)s)")
+    ap.add_argument("--filter", default=DEFAULT_FILTER,
+                    help="the filter .so (default build/filter/...)")
+    ap.add_argument("--case", default=None,
+                    help="only cases whose group contains one of these "
+                         "comma-separated words (nbdcopy-null, nbdcopy-memory, "
+                         "qemu-img, qemu-img-W, nbdcopy-file-verify, "
+                         "nbdcopy-read, sparse, readback, memory) or digest")
+    ap.add_argument("--results", default=RESULTS,
+                    help="output directory (default bench/results)")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw latest.png from latest.json")
+    args = ap.parse_args()
+    if args.replot:
+        with open(os.path.join(args.results, "latest.json")) as f:
+            summaries = json.load(f)["cases"]
+        ok = plot(summaries, os.path.join(args.results, "latest.png"),
+                  os.path.join(args.results, "latest.dat"))
+        return 0 if ok else 1
+    if args.reps is None:
+        args.reps = 2 if args.quick else 3
+    if args.reps < 1 or args.mem_reps < 1:
+        ap.error("repetitions must be at least 1")
+    args.filter = os.path.abspath(args.filter)
+    args.workdir = os.path.abspath(args.workdir)
+    if not os.path.exists(args.filter):
+        ap.error(f"no filter at {args.filter} (build it: ninja -C build)")
+
+    cfg = ({"dense": 1 * GiB, "sparse_virtual": 16 * GiB, "sparse_data": 256 * MiB,
+            "mem_virtual": 256 * GiB} if args.quick else
+           {"dense": 2 * GiB, "sparse_virtual": 64 * GiB, "sparse_data": 1 * GiB,
+            "mem_virtual": 1 * TiB})
+    cfg["mem_reps"] = args.mem_reps
+
+    start = time.monotonic()
+    env = environment(args, cfg)
+    log(f"bench: {env['mode']} run, {args.reps} reps, workdir {args.workdir}, "
+        f"load {env['load_at_start']}")
+    dense, sparse = make_images(args, cfg)
+    runner = Runner(args)
+    cases = build_cases(args, cfg, dense, sparse)
+
+    summaries = []
+    for case in cases:
+        if case["kind"] != "memory":
+            warm(dense)
+            if case["group"] == "sparse":
+                warm(sparse, cfg["sparse_virtual"], cfg["sparse_data"])
+        reps = case.get("reps", args.reps)
+        sides = run_case(runner, case, reps, dense)
+        summaries.append(summarize(case, sides))
+    out = os.path.join(args.workdir, "out.raw")
+    if os.path.exists(out):
+        os.unlink(out)
+
+    elapsed = time.monotonic() - start
+    checks = targets(summaries)
+    problems = check_checksums(summaries, cfg["dense"])
+
+    os.makedirs(args.results, exist_ok=True)
+    md = markdown(env, summaries, checks, elapsed)
+    if problems:
+        md += "\n## Checksum problems\n\n" + "\n".join("- " + p for p in problems) + "\n"
+    png = os.path.join(args.results, "latest.png")
+    if plot(summaries, png, os.path.join(args.results, "latest.dat")):
+        md += "\n![throughput with and without the filter](latest.png)\n"
+    with open(os.path.join(args.results, "latest.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(args.results, "latest.json"), "w") as f:
+        json.dump({"environment": env, "elapsed_seconds": elapsed,
+                   "cases": summaries,
+                   "targets": [dict(target=t, case=c, value=v, ok=ok)
+                               for t, c, v, ok in checks],
+                   "checksum_problems": problems}, f, indent=1)
+    print(md)
+    log(f"bench: wrote {os.path.relpath(args.results, os.getcwd())}/latest.md "
+        f"(.json, .png) in {elapsed / 60:.1f} min")
+    if problems:
+        log("bench: CHECKSUM PROBLEMS:\n  " + "\n  ".join(problems))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        log(f"bench: error: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
