@@ -347,23 +347,39 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
   }
   if (blocks.empty()) return;
 
-  // Hash with no lock held, on the pool's threads if there is one.
+  // Hash with no lock held, on the pool's threads if there is one, two
+  // blocks at a time (DigestAlgorithm::hash_pair).
   std::vector<uint8_t> leaves(blocks.size() * digest_size_);
   std::vector<uint8_t> zero(blocks.size());
-  auto hash_one = [&](size_t i) {
-    const uint8_t* bytes = block_data(blocks[i]);
-    uint32_t n = block_length(blocks[i]);
-    if (is_zero(bytes, n)) {
-      zero[i] = 1;
-    } else {
-      parameters_.digest().hash(bytes, n, leaves.data() + i * digest_size_);
-      bytes_hashed_ += n;
+  auto hash_two = [&](size_t pair) {
+    const size_t i = 2 * pair;
+    const size_t j = i + 1 < blocks.size() ? i + 1 : i;
+    const uint32_t n = block_length(blocks[i]);
+    const uint8_t* bytes_i = block_data(blocks[i]);
+    const uint8_t* bytes_j = block_data(blocks[j]);
+    zero[i] = is_zero(bytes_i, n);
+    zero[j] = is_zero(bytes_j, block_length(blocks[j]));
+    uint8_t* leaf_i = leaves.data() + i * digest_size_;
+    uint8_t* leaf_j = leaves.data() + j * digest_size_;
+    if (j != i && !zero[i] && !zero[j] && block_length(blocks[j]) == n) {
+      parameters_.digest().hash_pair(bytes_i, bytes_j, n, leaf_i, leaf_j);
+      bytes_hashed_ += 2 * uint64_t{n};
+      return;
     }
+    auto hash_one = [&](size_t k) {
+      if (zero[k]) return;
+      parameters_.digest().hash(block_data(blocks[k]), block_length(blocks[k]),
+                                leaves.data() + k * digest_size_);
+      bytes_hashed_ += block_length(blocks[k]);
+    };
+    hash_one(i);
+    if (j != i) hash_one(j);
   };
+  const size_t pairs = (blocks.size() + 1) / 2;
   if (pool_)
-    pool_->parallel_for(blocks.size(), hash_one);
+    pool_->parallel_for(pairs, hash_two);
   else
-    for (size_t i = 0; i < blocks.size(); i++) hash_one(i);
+    for (size_t p = 0; p < pairs; p++) hash_two(p);
 
   // Store, one group at a time.
   size_t i = 0;

@@ -18,6 +18,8 @@
 #include <openssl/evp.h>
 #include <xxhash.h>
 
+#include "sha256_2way.h"
+
 extern "C" {
 void blkhash_xxh3_128_sse2(const void* data, size_t len, unsigned char* out);
 void blkhash_xxh3_128_avx2(const void* data, size_t len, unsigned char* out);
@@ -61,6 +63,8 @@ const Xxh3KernelChoice* best_xxh3_kernel() {
 }
 
 std::atomic<const Xxh3KernelChoice*> current_xxh3_kernel{best_xxh3_kernel()};
+
+std::atomic<bool> sha256_2way_enabled{sha256_2way_supported()};
 
 // --- Contexts ----------------------------------------------------------------
 
@@ -199,6 +203,7 @@ std::shared_ptr<const DigestAlgorithm> DigestAlgorithm::create(
   if (!md) throw UnknownDigest(name);
   algorithm->md_.reset(md);
   algorithm->is_xof_ = (EVP_MD_get_flags(md) & EVP_MD_FLAG_XOF) != 0;
+  algorithm->is_sha256_ = EVP_MD_is_a(md, "SHA2-256");
   int size = EVP_MD_get_size(md);
   if (size <= 0 || static_cast<size_t>(size) > kMaxDigestSize)
     throw UnknownDigest(name);
@@ -243,6 +248,22 @@ DigestValue DigestAlgorithm::hash(std::span<const uint8_t> data) const {
   std::array<uint8_t, kMaxDigestSize> out;
   hash(data.data(), data.size(), out.data());
   return DigestValue({out.data(), size_});
+}
+
+void DigestAlgorithm::hash_pair(const void* a, const void* b, size_t length,
+                                uint8_t* out_a, uint8_t* out_b) const {
+  if (is_sha256_ && sha256_2way_enabled.load(std::memory_order_relaxed)) {
+    sha256_2way(static_cast<const uint8_t*>(a), static_cast<const uint8_t*>(b),
+                length, out_a, out_b);
+    return;
+  }
+  hash(a, length, out_a);
+  hash(b, length, out_b);
+}
+
+bool use_sha256_2way(bool enable) {
+  sha256_2way_enabled = enable && sha256_2way_supported();
+  return sha256_2way_enabled;
 }
 
 std::string_view xxh3_kernel_name() {

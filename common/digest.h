@@ -84,6 +84,11 @@ class DigestAlgorithm : public std::enable_shared_from_this<DigestAlgorithm> {
   void hash(const void* data, size_t length, uint8_t* out) const;
   DigestValue hash(std::span<const uint8_t> data) const;
 
+  // Digests of two buffers of the same length.  For sha256 on a CPU with
+  // SHA-NI both are computed at once (sha256_2way.h), else one by one.
+  void hash_pair(const void* a, const void* b, size_t length, uint8_t* out_a,
+                 uint8_t* out_b) const;
+
  private:
   struct EvpMdFree {
     void operator()(void* md) const;
@@ -95,6 +100,7 @@ class DigestAlgorithm : public std::enable_shared_from_this<DigestAlgorithm> {
   size_t size_ = 0;
   bool is_xof_ = false;
   bool is_xxh128_ = false;
+  bool is_sha256_ = false;
   std::unique_ptr<void, EvpMdFree> md_;  // EVP_MD*, null for xxh128
 };
 
@@ -103,6 +109,11 @@ std::string_view xxh3_kernel_name();
 
 // Select an XXH3 kernel by name (for tests); false if the CPU lacks it.
 bool select_xxh3_kernel(std::string_view isa);
+
+// Whether hash_pair() may use the two-way SHA-256 kernel (for tests and
+// benchmarks; on by default where the CPU supports it).  Returns whether
+// it is in use afterwards.
+bool use_sha256_2way(bool enable);
 
 }  // namespace blkhash
 

@@ -27,9 +27,12 @@ FILTER = os.environ.get("BLKHASH_FILTER", "")
 DATA = os.environ.get("BLKHASH_TEST_DATA", "")
 IMAGES = os.environ.get("BLKHASH_TEST_IMAGES", "")
 
-# nbdsh and libnbd's Python need the system python first on PATH.
-ENV = dict(os.environ, PATH="/usr/bin:" + os.environ.get("PATH", ""),
-           LC_ALL="C")
+# nbdsh and libnbd's Python need the system python first on PATH.  In a
+# sanitizer build, BLKHASH_WRAPPERS holds an nbdkit wrapper that must
+# come first of all (tests/functional/sanitizer/nbdkit).
+_wrappers = os.environ.get("BLKHASH_WRAPPERS")
+ENV = dict(os.environ, PATH=(_wrappers + ":" if _wrappers else "") +
+           "/usr/bin:" + os.environ.get("PATH", ""), LC_ALL="C")
 
 # blkhash: <label> <hex|incomplete> export="<name>" size=N hashed=N read=N ...
 REPORT_RE = re.compile(
