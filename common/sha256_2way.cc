@@ -14,6 +14,7 @@
 
 #include "sha256_2way.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cstring>
@@ -143,9 +144,13 @@ size_t padded_tail(const uint8_t* tail, size_t rest, uint64_t length,
 }  // namespace
 
 bool sha256_2way_supported() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
-         __builtin_cpu_supports("ssse3");
+  // CPUID directly: clang 14 has no __builtin_cpu_supports("sha").
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const bool ssse3 = ecx & (1u << 9), sse41 = ecx & (1u << 19);
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool sha = ebx & (1u << 29);
+  return sha && ssse3 && sse41;
 }
 
 void sha256_2way(const uint8_t* a, const uint8_t* b, size_t length,
