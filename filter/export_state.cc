@@ -331,7 +331,10 @@ void ExportState::report(nbdkit_next* next) {
     if (report.root) {
       std::string problem = write_result_file(
           config_.result_file, report.root->hex(), config_.result_file_mode);
-      if (!problem.empty()) nbdkit_error("blkhash-file: %s", problem.c_str());
+      if (!problem.empty()) {
+        nbdkit_error("blkhash-file: %s", problem.c_str());
+        changed_since_report_ = true;  // try again at cleanup
+      }
     } else {
       remove_result_file(config_.result_file);
     }
@@ -348,7 +351,10 @@ void ExportState::report(nbdkit_next* next) {
 
 void ExportState::report_at_cleanup(nbdkit_backend* backend) {
   {
-    std::lock_guard lock(mutex_);
+    // nbdkit may reach .cleanup while a connection thread is still making
+    // the report of its .finalize: let it finish (and not race it).
+    std::unique_lock lock(mutex_);
+    report_finished_.wait(lock, [this] { return !reporting_; });
     if (reported_ && !changed_since_report_) return;
     reporting_ = true;
   }
