@@ -375,8 +375,12 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
     hash_one(i);
     if (j != i) hash_one(j);
   };
+  // Handing work to another thread costs a wake-up (microseconds): worth
+  // it for a large request (qemu-img's 2 MiB), not for a small one, whose
+  // client has many more in flight on the other cores anyway (nbdcopy).
   const size_t pairs = (blocks.size() + 1) / 2;
-  if (pool_)
+  const uint64_t bytes = uint64_t{blocks.size()} * parameters_.block_size();
+  if (pool_ && bytes >= kPoolMinBytes)
     pool_->parallel_for(pairs, hash_two);
   else
     for (size_t p = 0; p < pairs; p++) hash_two(p);

@@ -122,6 +122,8 @@ class BlockTable {
   static constexpr uint64_t kSegmentBlocks =
       uint64_t{kGroupBlocks} * kSegmentGroups;
   static constexpr unsigned kStripes = 256;
+  // Hash on the pool only ranges of at least this many bytes.
+  static constexpr uint64_t kPoolMinBytes = 1u << 20;
 
   // 64 consecutive blocks.  Bit i of a mask is block (group start + i).
   // A block is in at most one of the masks; in none means unknown.

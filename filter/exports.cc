@@ -17,8 +17,10 @@ Exports::~Exports() = default;
 std::shared_ptr<ExportState> Exports::get(const std::string& name) {
   std::lock_guard lock(mutex_);
   auto& state = states_[name];
-  if (!state)
+  if (!state) {
     state = std::make_shared<ExportState>(name, config_, pool_, readers_, *this);
+    count_ = states_.size();
+  }
   return state;
 }
 
@@ -31,10 +33,12 @@ std::vector<std::shared_ptr<ExportState>> Exports::all() {
 
 void Exports::forget_in_others(const ExportState* writer, uint64_t offset,
                                uint64_t length) {
+  // One export (the usual case): nothing to do, and no lock taken on the
+  // write path.
+  if (count_.load() < 2) return;
   std::vector<std::shared_ptr<ExportState>> others;
   {
     std::lock_guard lock(mutex_);
-    if (states_.size() < 2) return;
     for (auto& [name, state] : states_)
       if (state.get() != writer) others.push_back(state);
   }

@@ -10,6 +10,7 @@
 #ifndef BLKHASH_FILTER_EXPORTS_H
 #define BLKHASH_FILTER_EXPORTS_H
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -49,6 +50,7 @@ class Exports {
 
   std::mutex mutex_;  // guards states_
   std::map<std::string, std::shared_ptr<ExportState>> states_;
+  std::atomic<size_t> count_{0};  // states_.size(), read without mutex_
 };
 
 }  // namespace blkhash::filter
