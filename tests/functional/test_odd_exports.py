@@ -34,7 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import check, finish, parse_reports, reference, tempdir  # noqa: E402,E501
-from test_unordered import Server, no_crash, read_all  # noqa: E402
+from test_unordered import (Server, no_crash, random_file_server,  # noqa: E402,E501
+                            read_all)
 
 try:
     import xxhash
@@ -200,12 +201,7 @@ def file_size_case(size, digest, bs, seed):
     what = "file of %d bytes %s" % (size, label_of(digest, bs))
     rng = random.Random(seed)
     with tempdir() as tmp:
-        path = os.path.join(tmp, "disk.img")
-        with open(path, "wb") as f:
-            f.write(rng.randbytes(size))
-        srv = Server(tmp, ["file", "file=" + path],
-                     ["blkhash-digest=" + digest,
-                      "blkhash-block-size=%d" % bs])
+        path, srv = random_file_server(tmp, rng, size, digest, bs)
         try:
             h = srv.connect()
             if size:

@@ -130,6 +130,17 @@ def close(handles):
         h.shutdown()
 
 
+def random_file_server(tmp, rng, size, digest, bs):
+    """A Server for the file plugin over a new file of `size` random
+    bytes, with the filter's digest and block size set."""
+    path = os.path.join(tmp, "disk.img")
+    with open(path, "wb") as f:
+        f.write(rng.randbytes(size))
+    return path, Server(tmp, ["file", "file=" + path],
+                        ["blkhash-digest=" + digest,
+                         "blkhash-block-size=%d" % bs])
+
+
 def random_ops(rng, size, count, mix, max_len, seed_data=True):
     """count random ops over [0, size): (kind, offset, length_or_data,
     flags).  mix maps kind -> weight; kinds: write, zero, trim, read."""
@@ -309,12 +320,7 @@ def file_case(what, size, conns, depth, nops, mix, max_len, digest, bs,
     label = "%s/%s" % (digest, size_name(bs))
     rng = random.Random(seed)
     with tempdir() as tmp:
-        path = os.path.join(tmp, "disk.img")
-        with open(path, "wb") as f:
-            f.write(rng.randbytes(size))
-        srv = Server(tmp, ["file", "file=" + path],
-                     ["blkhash-digest=" + digest,
-                      "blkhash-block-size=%d" % bs])
+        path, srv = random_file_server(tmp, rng, size, digest, bs)
         try:
             handles = [srv.connect() for _ in range(conns)]
             ops = [random_ops(rng, size, nops, mix, max_len)
