@@ -114,6 +114,7 @@ int blkhash_after_fork(nbdkit_backend*) {
 }
 
 void blkhash_cleanup(nbdkit_backend* backend) {
+  if (!exports) return;  // .after_fork failed: nothing was served
   try {
     // No client ever connected: report the default export, so that
     // "nbdkit --filter=blkhash file disk.img --run true" prints its sum.
