@@ -11,6 +11,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <nbdkit-filter.h>
+
 namespace blkhash::filter {
 
 std::string quote(std::string_view text, size_t limit) {
@@ -131,9 +133,10 @@ std::string write_result_file(const std::string& path, const std::string& hex,
 }
 
 void remove_result_file(const std::string& path) {
-  if (unlink(path.c_str()) == -1 && errno != ENOENT) {
-    // Nothing better to do: the report line says it is incomplete.
-  }
+  // A failure here is logged; the report line already says incomplete.
+  if (unlink(path.c_str()) == -1 && errno != ENOENT)
+    nbdkit_error("blkhash-file: cannot remove %s: %s", path.c_str(),
+                 std::strerror(errno));
 }
 
 }  // namespace blkhash::filter
