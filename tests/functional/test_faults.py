@@ -38,7 +38,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ENV, check, finish, parse_reports, reference, tempdir  # noqa: E402,E501
 from test_unordered import (MIXED, Server, close, drive, no_crash,  # noqa: E402,E501
-                            random_ops, read_all)
+                            random_ops)
 
 KINDS = ("pread", "pwrite", "zero", "trim", "extents")
 
@@ -95,11 +95,7 @@ def random_faults_case(what, errors_on_at_report, seed, rate=None,
             first = srv.wait_reports(1)
             if errors_on_at_report:
                 os.unlink(flag)
-            h = srv.connect()
-            final = read_all(h)
-            h.shutdown()
-            del h
-            srv.wait_reports(len(first) + 1)
+            final = srv.read_back(len(first) + 1)
         finally:
             if os.path.exists(flag):
                 os.unlink(flag)
@@ -150,11 +146,7 @@ def nbdcopy_case(what, seed, size=16 << 20):
                 capture_output=True, text=True, env=ENV, timeout=300)
             first = srv.wait_reports(1, timeout=60)
             os.unlink(flag)
-            h = srv.connect()
-            final = read_all(h)
-            h.shutdown()
-            del h
-            srv.wait_reports(len(first) + 1)
+            final = srv.read_back(len(first) + 1)
         finally:
             if os.path.exists(flag):
                 os.unlink(flag)
@@ -192,11 +184,7 @@ def extents_fail_case(what, seed, size=8 << 20):
             del h
             srv.wait_reports(1)
             os.unlink(flag)
-            h = srv.connect()
-            final = read_all(h)
-            h.shutdown()
-            del h
-            srv.wait_reports(2)
+            final = srv.read_back(2)
         finally:
             rc, log = srv.stop()
         no_crash(rc, log, what)

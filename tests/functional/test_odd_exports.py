@@ -34,8 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import check, finish, parse_reports, reference, tempdir  # noqa: E402,E501
-from test_unordered import (Server, no_crash, random_file_server,  # noqa: E402,E501
-                            read_all)
+from test_unordered import (Server, no_crash,  # noqa: E402
+                            random_file_server)
 
 try:
     import xxhash
@@ -154,22 +154,14 @@ def memory_size_case(size, digest, bs, seed):
             del h
             if size:
                 srv.wait_reports(1)
-                h = srv.connect()
-                finals.append(read_all(h))
-                h.shutdown()
-                del h
-                srv.wait_reports(2)
+                finals.append(srv.read_back(2))
                 h = srv.connect()
                 h.trim(size, 0)                 # reads back as zeros
                 h.pwrite(b"\x5a", size - 1)
                 h.shutdown()
                 del h
                 srv.wait_reports(3)
-                h = srv.connect()
-                finals.append(read_all(h))
-                h.shutdown()
-                del h
-                srv.wait_reports(4)
+                finals.append(srv.read_back(4))
         finally:
             rc, log = srv.stop()
         no_crash(rc, log, what)
@@ -435,11 +427,7 @@ def aliased_names_case(seed):
             h.shutdown()
             del h
             srv.wait_reports(3)
-            h = srv.connect("c")
-            final = read_all(h)
-            h.shutdown()
-            del h
-            srv.wait_reports(4)
+            final = srv.read_back(4, "c")
         finally:
             rc, log = srv.stop()
         no_crash(rc, log, what)

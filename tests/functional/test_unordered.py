@@ -100,6 +100,17 @@ class Server:
                 return reports
             time.sleep(0.02)
 
+    def read_back(self, reports, export=""):
+        """Reads the whole export on a new connection, disconnects, and
+        waits until the log holds `reports` report lines (the reader's
+        disconnect makes one).  Returns the content read."""
+        h = self.connect(export)
+        content = read_all(h)
+        h.shutdown()
+        self.handles.remove(h)
+        self.wait_reports(reports)
+        return content
+
     def stop(self, timeout=300):
         """SIGTERM, wait for the exit (the cleanup report runs first).
         Returns (exit status, log)."""
@@ -293,11 +304,7 @@ def memory_case(what, size, conns, depth, nops, mix, max_len, digest, bs,
             check(len(first) == 1,
                   what + ": one report when the clients disconnect",
                   [r["line"] for r in first])
-            h = srv.connect()
-            final = read_all(h)
-            h.shutdown()
-            del h
-            srv.wait_reports(2)
+            final = srv.read_back(2)
         finally:
             rc, log = srv.stop()
         no_crash(rc, log, what)
