@@ -97,6 +97,13 @@ class EvpHasher : public Hasher {
     reset();
   }
 
+  std::unique_ptr<Hasher> clone() const override {
+    auto copy = std::make_unique<EvpHasher>(algorithm_, md_, is_xof_);
+    if (EVP_MD_CTX_copy_ex(copy->ctx_.get(), ctx_.get()) != 1)
+      throw std::runtime_error("EVP_MD_CTX_copy_ex failed");
+    return copy;
+  }
+
  private:
   struct CtxFree {
     void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
@@ -129,6 +136,12 @@ class Xxh128Hasher : public Hasher {
     XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state_.get()));
     std::memcpy(out, canonical.digest, kXxh128Size);
     XXH3_128bits_reset(state_.get());
+  }
+
+  std::unique_ptr<Hasher> clone() const override {
+    auto copy = std::make_unique<Xxh128Hasher>();
+    XXH3_copyState(copy->state_.get(), state_.get());
+    return copy;
   }
 
  private:

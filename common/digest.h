@@ -55,12 +55,14 @@ class UnknownDigest : public std::invalid_argument {
 };
 
 // An incremental digest context.  finish() writes the digest and resets
-// the context, so one Hasher serves any number of messages.
+// the context, so one Hasher serves any number of messages.  clone()
+// copies the state reached so far: both copies go on independently.
 class Hasher {
  public:
   virtual ~Hasher() = default;
   virtual void update(const void* data, size_t length) = 0;
   virtual void finish(uint8_t* out) = 0;
+  virtual std::unique_ptr<Hasher> clone() const = 0;
 };
 
 // A named digest function.  Create with DigestAlgorithm::create().

@@ -57,6 +57,16 @@ std::string Parameters::label() const {
 RootBuilder::RootBuilder(const Parameters& parameters)
     : parameters_(parameters), outer_(parameters.digest().new_hasher()) {}
 
+RootBuilder::RootBuilder(const Parameters& parameters,
+                         std::unique_ptr<Hasher> outer, uint64_t leaves_added)
+    : parameters_(parameters),
+      outer_(std::move(outer)),
+      leaves_added_(leaves_added) {}
+
+RootBuilder RootBuilder::clone() const {
+  return RootBuilder(parameters_, outer_->clone(), leaves_added_);
+}
+
 void RootBuilder::add_leaf(const uint8_t* leaf) {
   outer_->update(leaf, parameters_.digest_size());
   leaves_added_++;

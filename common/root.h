@@ -88,7 +88,14 @@ class RootBuilder {
 
   uint64_t leaves_added() const { return leaves_added_; }
 
+  // A builder holding the same leaves, which then goes on independently:
+  // a checkpoint to return to, or the root so far without ending this one.
+  RootBuilder clone() const;
+
  private:
+  RootBuilder(const Parameters& parameters, std::unique_ptr<Hasher> outer,
+              uint64_t leaves_added);
+
   const Parameters& parameters_;
   std::unique_ptr<Hasher> outer_;
   uint64_t leaves_added_ = 0;
