@@ -11,7 +11,16 @@
 //   last byte is known.
 // - known_blocks_ is the number of data and zero bits over all groups.
 // - memory_bytes_ equals the sum of what the table allocated: the object,
-//   the segment directory, segments, digest arrays, partial blocks.
+//   the segment directory, segments, digest arrays, partial blocks, and
+//   kCheckpointBytes for prefix_ and each checkpoint.
+// Folding (with fold_mutex_ held):
+// - groups [0, folded_groups_) are folded: their leaves are in prefix_, in
+//   order, and their Group, if its segment still exists, has empty masks
+//   and no digests; known_blocks_ counts their blocks.  The fold front
+//   only moves onto a group whose blocks are all data or zero.
+// - a segment all of whose groups are folded is freed.
+// - checkpoints_[s] is the outer hash over the leaves of segments [0, s),
+//   for s <= folded_groups_ / kSegmentGroups; [0] always exists.
 
 #include "block_table.h"
 
@@ -55,7 +64,7 @@ ImageTooLarge::ImageTooLarge(uint64_t length, uint32_t block_size)
                         " bytes: too large to hash") {}
 
 BlockTable::BlockTable(const Parameters& parameters, uint64_t length,
-                       HashPool* pool)
+                       HashPool* pool, Fold fold)
     : parameters_(parameters),
       length_(length),
       block_count_(checked_block_count(length, parameters.block_size())),
@@ -64,8 +73,16 @@ BlockTable::BlockTable(const Parameters& parameters, uint64_t length,
                                         : parameters.zero_leaf(block_length(
                                               block_count_ - 1))),
       pool_(pool),
-      segments_((block_count_ + kSegmentBlocks - 1) / kSegmentBlocks) {
-  memory_bytes_ = sizeof(*this) + segments_.size() * sizeof(segments_[0]);
+      fold_(fold == Fold::kSettledPrefix),
+      segments_((block_count_ + kSegmentBlocks - 1) / kSegmentBlocks),
+      owned_segments_(segments_.size()) {
+  memory_bytes_ = sizeof(*this) + segments_.size() * (sizeof(segments_[0]) +
+                                                      sizeof(owned_segments_[0]));
+  if (fold_) {
+    prefix_ = std::make_unique<RootBuilder>(parameters_);
+    checkpoints_.emplace(0, std::make_unique<RootBuilder>(parameters_));
+    memory_bytes_ += 2 * kCheckpointBytes;
+  }
 }
 
 BlockTable::~BlockTable() = default;
@@ -87,8 +104,27 @@ void BlockTable::check_range(uint64_t offset, uint64_t length) const {
                             std::to_string(length_) + " bytes");
 }
 
+uint64_t BlockTable::group_count() const {
+  return (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
+}
+
+unsigned BlockTable::blocks_in_group(uint64_t group) const {
+  return static_cast<unsigned>(
+      std::min<uint64_t>(kGroupBlocks, block_count_ - group * kGroupBlocks));
+}
+
 BlockTable::Stripe& BlockTable::stripe_of(uint64_t group) const {
   return stripes_[group % kStripes];
+}
+
+bool BlockTable::is_folded(uint64_t group) const {
+  return group < folded_groups_.load(std::memory_order_acquire);
+}
+
+bool BlockTable::group_known_locked(uint64_t group,
+                                    const Group& group_state) const {
+  const uint64_t all = low_bits(blocks_in_group(group));
+  return ((group_state.data | group_state.zero) & all) == all;
 }
 
 BlockTable::Group* BlockTable::find_group(uint64_t group) const {
@@ -104,8 +140,9 @@ BlockTable::Group& BlockTable::get_group(uint64_t group) {
     std::lock_guard lock(segment_alloc_mutex_);
     segment = slot.load(std::memory_order_acquire);
     if (!segment) {
-      owned_segments_.push_back(std::make_unique<Segment>());
-      segment = owned_segments_.back().get();
+      auto& owned = owned_segments_[group / kSegmentGroups];
+      owned = std::make_unique<Segment>();
+      segment = owned.get();
       memory_bytes_ += sizeof(Segment);
       slot.store(segment, std::memory_order_release);
     }
@@ -170,6 +207,9 @@ void BlockTable::update_group_locked(Stripe& stripe, uint64_t group_index,
   } else if (known_after < known_before) {
     known_blocks_ -= static_cast<uint64_t>(known_before - known_after);
   }
+  if (fold_ && group_index == folded_groups_.load(std::memory_order_acquire) &&
+      group_known_locked(group_index, group))
+    fold_wanted_ = true;
 }
 
 void BlockTable::complete_partial_locked(Stripe& stripe, uint64_t group_index,
@@ -204,9 +244,25 @@ void BlockTable::change_partial_locked(PartialBlock& partial, Change change) {
 void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
                              const uint8_t* data, Mode mode) {
   const uint64_t group_index = block / kGroupBlocks;
-  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
   Stripe& stripe = stripe_of(group_index);
-  std::lock_guard lock(stripe.mutex);
+  for (;;) {
+    {
+      std::lock_guard lock(stripe.mutex);
+      if (!is_folded(group_index)) {
+        apply_piece_locked(stripe, block, offset, n, data, mode);
+        return;
+      }
+      if (mode == Mode::kFill) return;  // folded blocks are known
+    }
+    unfold(group_index);
+  }
+}
+
+void BlockTable::apply_piece_locked(Stripe& stripe, uint64_t block,
+                                    uint32_t offset, uint32_t n,
+                                    const uint8_t* data, Mode mode) {
+  const uint64_t group_index = block / kGroupBlocks;
+  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
   Group& group = get_group(group_index);
 
   PartialBlock* partial;
@@ -242,9 +298,23 @@ void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
 
 void BlockTable::forget_piece(uint64_t block, uint32_t offset, uint32_t n) {
   const uint64_t group_index = block / kGroupBlocks;
-  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
   Stripe& stripe = stripe_of(group_index);
-  std::lock_guard lock(stripe.mutex);
+  for (;;) {
+    {
+      std::lock_guard lock(stripe.mutex);
+      if (!is_folded(group_index)) {
+        forget_piece_locked(stripe, block, offset, n);
+        return;
+      }
+    }
+    unfold(group_index);
+  }
+}
+
+void BlockTable::forget_piece_locked(Stripe& stripe, uint64_t block,
+                                     uint32_t offset, uint32_t n) {
+  const uint64_t group_index = block / kGroupBlocks;
+  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
   Group* group = find_group(group_index);
   if (!group) return;  // never touched: unknown already
 
@@ -273,7 +343,13 @@ void BlockTable::forget_piece(uint64_t block, uint32_t offset, uint32_t n) {
 void BlockTable::set_group_masks(uint64_t group_index, uint64_t zero,
                                  uint64_t unknown, Mode mode) {
   Stripe& stripe = stripe_of(group_index);
-  std::lock_guard lock(stripe.mutex);
+  std::unique_lock lock(stripe.mutex);
+  while (is_folded(group_index)) {
+    if (mode == Mode::kFill) return;  // folded blocks are known
+    lock.unlock();
+    unfold(group_index);
+    lock.lock();
+  }
   Group* group =
       zero ? &get_group(group_index) : find_group(group_index);
   if (!group) return;  // forgetting blocks never touched
@@ -328,6 +404,7 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
     for (uint64_t g = first / kGroupBlocks; g * kGroupBlocks < end; g++) {
       Stripe& stripe = stripe_of(g);
       std::lock_guard lock(stripe.mutex);
+      if (is_folded(g)) continue;  // known
       Group& group = get_group(g);
       uint64_t from = std::max(first, g * kGroupBlocks);
       uint64_t to = std::min(end, (g + 1) * kGroupBlocks);
@@ -389,11 +466,23 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
   size_t i = 0;
   while (i < blocks.size()) {
     const uint64_t g = blocks[i] / kGroupBlocks;
+    size_t group_end = i;
+    while (group_end < blocks.size() && blocks[group_end] / kGroupBlocks == g)
+      group_end++;
     Stripe& stripe = stripe_of(g);
-    std::lock_guard lock(stripe.mutex);
+    std::unique_lock lock(stripe.mutex);
+    while (is_folded(g) && mode == Mode::kPut) {
+      lock.unlock();
+      unfold(g);
+      lock.lock();
+    }
+    if (is_folded(g)) {  // a read of blocks folded since
+      i = group_end;
+      continue;
+    }
     Group& group = get_group(g);
     BlockUpdate update;
-    for (; i < blocks.size() && blocks[i] / kGroupBlocks == g; i++) {
+    for (; i < group_end; i++) {
       unsigned b = blocks[i] % kGroupBlocks;
       uint64_t bit = uint64_t{1} << b;
       // A read stores only into blocks still unknown: a write may have
@@ -444,6 +533,7 @@ void BlockTable::apply(uint64_t offset, uint64_t length, const uint8_t* data,
                       data ? data + (block_offset(full_first) - offset)
                            : nullptr,
                       mode);
+  fold_if_wanted();
 }
 
 void BlockTable::put_data(uint64_t offset, std::span<const uint8_t> data) {
@@ -485,46 +575,139 @@ void BlockTable::forget(uint64_t offset, uint64_t length) {
     }
     if (mask) set_group_masks(g, 0, mask, Mode::kPut);
   }
+  fold_if_wanted();
+}
+
+// --- Folding -----------------------------------------------------------------
+
+std::vector<std::unique_lock<std::mutex>> BlockTable::lock_all_stripes() const {
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(kStripes);
+  for (Stripe& stripe : stripes_) locks.emplace_back(stripe.mutex);
+  return locks;
+}
+
+void BlockTable::add_group_leaves_locked(RootBuilder& root, uint64_t group,
+                                         const Group& group_state,
+                                         std::vector<uint8_t>& batch) const {
+  const uint64_t first_block = group * kGroupBlocks;
+  const unsigned n = blocks_in_group(group);
+  const bool has_last_block = first_block + n == block_count_;
+  if ((group_state.zero & low_bits(n)) == low_bits(n) && !has_last_block) {
+    root.add_zero_leaves(n);
+    return;
+  }
+  batch.resize(kGroupBlocks * digest_size_);
+  size_t slot = 0;
+  for (unsigned bit = 0; bit < n; bit++) {
+    uint8_t* out = batch.data() + bit * digest_size_;
+    if ((group_state.data >> bit) & 1) {
+      std::memcpy(out, group_state.digests.get() + slot++ * digest_size_,
+                  digest_size_);
+    } else {
+      const DigestValue& zero = first_block + bit == block_count_ - 1
+                                    ? last_zero_leaf_
+                                    : parameters_.zero_leaf();
+      std::memcpy(out, zero.data(), digest_size_);
+    }
+  }
+  root.add_leaves(batch.data(), n);
+}
+
+void BlockTable::fold_if_wanted() {
+  // Whoever holds fold_mutex_ folds; a thread that finds it taken leaves
+  // fold_wanted_ set, and the holder looks at it again after unlocking.
+  while (fold_ && fold_wanted_.load()) {
+    std::unique_lock lock(fold_mutex_, std::try_to_lock);
+    if (!lock) return;
+    fold_wanted_ = false;
+    fold_locked();
+  }
+}
+
+void BlockTable::fold_locked() {
+  std::vector<uint8_t> batch;
+  for (uint64_t g = folded_groups_.load(); g < group_count(); g++) {
+    {
+      Stripe& stripe = stripe_of(g);
+      std::lock_guard lock(stripe.mutex);
+      Group* group = find_group(g);
+      if (!group || !group_known_locked(g, *group)) return;
+      add_group_leaves_locked(*prefix_, g, *group, batch);
+      // The blocks stay known, through folded_groups_ alone.
+      memory_bytes_ -= std::popcount(group->data) * digest_size_;
+      group->digests.reset();
+      group->data = 0;
+      group->zero = 0;
+      folded_groups_.store(g + 1, std::memory_order_release);
+    }
+    if ((g + 1) % kSegmentGroups == 0)
+      finish_segment_locked((g + 1) / kSegmentGroups);
+  }
+}
+
+void BlockTable::finish_segment_locked(uint64_t next_segment) {
+  const uint64_t segment = next_segment - 1;
+  auto checkpoint = std::make_unique<RootBuilder>(prefix_->clone());
+  {
+    auto locks = lock_all_stripes();
+    std::lock_guard alloc_lock(segment_alloc_mutex_);
+    segments_[segment].store(nullptr, std::memory_order_release);
+    if (owned_segments_[segment]) memory_bytes_ -= sizeof(Segment);
+    owned_segments_[segment].reset();
+  }
+  if (next_segment < segments_.size()) {
+    if (checkpoints_.insert_or_assign(next_segment, std::move(checkpoint))
+            .second)
+      memory_bytes_ += kCheckpointBytes;
+    // Thin out: keep the latest few, and those of segments 2^k.
+    if (next_segment >= kRecentCheckpoints) {
+      const uint64_t old = next_segment - kRecentCheckpoints;
+      if (old != 0 && !std::has_single_bit(old) && checkpoints_.erase(old))
+        memory_bytes_ -= kCheckpointBytes;
+    }
+  }
+}
+
+void BlockTable::unfold(uint64_t group) {
+  std::lock_guard fold_lock(fold_mutex_);
+  auto locks = lock_all_stripes();
+  const uint64_t front = folded_groups_.load();
+  if (group >= front) return;  // unfolded by another thread meanwhile
+
+  auto checkpoint = std::prev(checkpoints_.upper_bound(group / kSegmentGroups));
+  const uint64_t restart = checkpoint->first * kSegmentGroups;
+  prefix_ = std::make_unique<RootBuilder>(checkpoint->second->clone());
+  for (auto later = std::next(checkpoint); later != checkpoints_.end();) {
+    later = checkpoints_.erase(later);
+    memory_bytes_ -= kCheckpointBytes;
+  }
+  // The groups' state is already "unknown": empty masks, or no segment.
+  const uint64_t first_block = restart * kGroupBlocks;
+  const uint64_t end_block = std::min(front * kGroupBlocks, block_count_);
+  known_blocks_ -= end_block - first_block;
+  unfolded_bytes_ += block_offset(end_block - 1) + block_length(end_block - 1) -
+                     block_offset(first_block);
+  folded_groups_.store(restart, std::memory_order_release);
+}
+
+uint64_t BlockTable::folded_blocks() const {
+  return std::min(folded_groups_.load() * kGroupBlocks, block_count_);
 }
 
 // --- Queries -----------------------------------------------------------------
 
 std::optional<DigestValue> BlockTable::root() const {
-  RootBuilder root(parameters_);
-  std::vector<uint8_t> batch(kGroupBlocks * digest_size_);
-  const uint64_t group_count = (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
-
-  for (uint64_t g = 0; g < group_count; g++) {
-    const uint64_t first_block = g * kGroupBlocks;
-    const unsigned n = static_cast<unsigned>(
-        std::min<uint64_t>(kGroupBlocks, block_count_ - first_block));
-    const uint64_t all = low_bits(n);
-    const bool has_last_block = first_block + n == block_count_;
-
+  // Holding fold_mutex_ keeps the fold front where it is.
+  std::lock_guard fold_lock(fold_mutex_);
+  RootBuilder root = fold_ ? prefix_->clone() : RootBuilder(parameters_);
+  std::vector<uint8_t> batch;
+  for (uint64_t g = folded_groups_.load(); g < group_count(); g++) {
     Stripe& stripe = stripe_of(g);
     std::lock_guard lock(stripe.mutex);
     const Group* group = find_group(g);
-    if (!group || ((group->data | group->zero) & all) != all)
-      return std::nullopt;
-
-    if ((group->zero & all) == all && !has_last_block) {
-      root.add_zero_leaves(n);
-      continue;
-    }
-    size_t slot = 0;
-    for (unsigned bit = 0; bit < n; bit++) {
-      uint8_t* out = batch.data() + bit * digest_size_;
-      if ((group->data >> bit) & 1) {
-        std::memcpy(out, group->digests.get() + slot++ * digest_size_,
-                    digest_size_);
-      } else {
-        const DigestValue& zero = first_block + bit == block_count_ - 1
-                                      ? last_zero_leaf_
-                                      : parameters_.zero_leaf();
-        std::memcpy(out, zero.data(), digest_size_);
-      }
-    }
-    root.add_leaves(batch.data(), n);
+    if (!group || !group_known_locked(g, *group)) return std::nullopt;
+    add_group_leaves_locked(root, g, *group, batch);
   }
   return root.finish(length_);
 }
@@ -549,13 +732,19 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
     return true;
   };
 
-  const uint64_t group_count = (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
-  const uint64_t first_group = start / parameters_.block_size() / kGroupBlocks;
-  for (uint64_t g = first_group; g < group_count; g++) {
+  const uint64_t first_group =
+      std::max(start / parameters_.block_size() / kGroupBlocks,
+               folded_groups_.load());
+  for (uint64_t g = first_group; g < group_count(); g++) {
     const uint64_t first_block = g * kGroupBlocks;
-    if (!segments_[g / kSegmentGroups].load(std::memory_order_acquire)) {
+    const unsigned n = blocks_in_group(g);
+    Stripe& stripe = stripe_of(g);
+    std::lock_guard lock(stripe.mutex);
+    if (is_folded(g)) continue;  // folded since we started
+    const Group* group_state = find_group(g);
+    if (!group_state && g % kSegmentGroups == 0) {
       // A whole untouched segment: one range, then skip past it.
-      uint64_t segment_end_group = (g / kSegmentGroups + 1) * kSegmentGroups;
+      uint64_t segment_end_group = g + kSegmentGroups;
       uint64_t end_block = std::min(segment_end_group * kGroupBlocks,
                                     block_count_);
       if (!add(block_offset(first_block),
@@ -564,11 +753,15 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
       g = segment_end_group - 1;
       continue;
     }
-    const unsigned n = static_cast<unsigned>(
-        std::min<uint64_t>(kGroupBlocks, block_count_ - first_block));
-    Stripe& stripe = stripe_of(g);
-    std::lock_guard lock(stripe.mutex);
-    const Group& group = *find_group(g);
+    if (!group_state) {
+      if (!add(block_offset(first_block),
+               block_offset(first_block + n - 1) +
+                   block_length(first_block + n - 1) -
+                   block_offset(first_block)))
+        return ranges;
+      continue;
+    }
+    const Group& group = *group_state;
     for (unsigned bit = 0; bit < n; bit++) {
       const uint64_t block = first_block + bit;
       if ((group.partial >> bit) & 1) {
@@ -591,12 +784,14 @@ uint64_t BlockTable::unknown_bytes() const {
 
 BlockTable::Counts BlockTable::counts() const {
   Counts counts;
-  const uint64_t group_count = (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
-  for (uint64_t g = 0; g < group_count; g++) {
-    const unsigned n = static_cast<unsigned>(
-        std::min<uint64_t>(kGroupBlocks, block_count_ - g * kGroupBlocks));
+  for (uint64_t g = 0; g < group_count(); g++) {
+    const unsigned n = blocks_in_group(g);
     Stripe& stripe = stripe_of(g);
     std::lock_guard lock(stripe.mutex);
+    if (is_folded(g)) {
+      counts.folded += n;
+      continue;
+    }
     const Group* group = find_group(g);
     if (!group) {
       counts.unknown += n;

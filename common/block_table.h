@@ -32,6 +32,21 @@
 //     its state;
 //   - a data block: its digest, in a per-group array sized exactly;
 //   - a partial block: one block-sized buffer, until it is complete.
+//
+// Folding (Fold::kSettledPrefix): the leaves of the longest known prefix
+// of the image go into the outer hash as soon as they are known, and the
+// table forgets them: their digests and, once a whole region of 65536
+// blocks is folded, its groups.  A copy that advances through the image
+// (sequential, or nbdcopy's many requests in flight) then holds only the
+// leaves between the folded prefix and the furthest write, whatever the
+// image size.  Folded blocks count as known: reads and zero extents leave
+// them alone.  A write, zero, trim or forget into a folded block cannot
+// be applied to a leaf that is gone, so it unfolds: the fold goes back to
+// the latest checkpoint of the outer hash at or before that block (one is
+// kept at the start of each recent region, and of regions 2^k), and the
+// blocks from there to the old fold front become unknown, to be read again
+// (unknown_ranges() lists them; unfolded_bytes() counts them).  Folding
+// never changes the root, only what it costs to get it.
 
 #ifndef BLKHASH_BLOCK_TABLE_H
 #define BLKHASH_BLOCK_TABLE_H
@@ -39,6 +54,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,10 +81,13 @@ class BlockTable {
   // more leaves than that would take hours even for an image of zeros.
   static constexpr uint64_t kMaxBlocks = uint64_t{1} << 32;
 
+  // Whether to fold the settled prefix of leaves (see above).
+  enum class Fold { kNone, kSettledPrefix };
+
   // Throws ImageTooLarge.  `pool`, if given, hashes the blocks of a large
   // range on several threads; it must outlive the table.
   BlockTable(const Parameters& parameters, uint64_t length,
-             HashPool* pool = nullptr);
+             HashPool* pool = nullptr, Fold fold = Fold::kNone);
   ~BlockTable();
 
   BlockTable(const BlockTable&) = delete;
@@ -107,8 +126,16 @@ class BlockTable {
     uint64_t zero = 0;
     uint64_t data = 0;
     uint64_t partial = 0;
+    uint64_t folded = 0;
   };
   Counts counts() const;
+
+  // Blocks whose leaves are folded into the outer hash.
+  uint64_t folded_blocks() const;
+
+  // Bytes unfolded by changes to folded blocks so far: they were known,
+  // became unknown, and are read again unless written again first.
+  uint64_t unfolded_bytes() const { return unfolded_bytes_.load(); }
 
   // Bytes of memory the table holds, by its own accounting.
   size_t memory_bytes() const { return memory_bytes_.load(); }
@@ -124,6 +151,12 @@ class BlockTable {
   static constexpr unsigned kStripes = 256;
   // Hash on the pool only ranges of at least this many bytes.
   static constexpr uint64_t kPoolMinBytes = 1u << 20;
+  // Fold checkpoints kept at the start of the latest regions, besides
+  // those of regions 0 and 2^k.
+  static constexpr uint64_t kRecentCheckpoints = 8;
+  // What one checkpoint costs: the builder and its digest context, which
+  // OpenSSL allocates out of our sight (an estimate, generous for SHA-2).
+  static constexpr size_t kCheckpointBytes = 1024;
 
   // 64 consecutive blocks.  Bit i of a mask is block (group start + i).
   // A block is in at most one of the masks; in none means unknown.
@@ -160,20 +193,45 @@ class BlockTable {
   uint64_t block_offset(uint64_t block) const;
   uint32_t block_length(uint64_t block) const;
   void check_range(uint64_t offset, uint64_t length) const;
+  uint64_t group_count() const;
+  unsigned blocks_in_group(uint64_t group) const;
 
   Stripe& stripe_of(uint64_t group) const;
+  // With the group's stripe locked.  A folded group has no Group: its
+  // blocks are known through folded_groups_ alone.
+  bool is_folded(uint64_t group) const;
   Group* find_group(uint64_t group) const;  // null if never allocated
   Group& get_group(uint64_t group);         // allocates on first use
+  bool group_known_locked(uint64_t group, const Group& group_state) const;
 
   void apply(uint64_t offset, uint64_t length, const uint8_t* data,
              Mode mode);
   void apply_piece(uint64_t block, uint32_t offset, uint32_t n,
                    const uint8_t* data, Mode mode);
+  void apply_piece_locked(Stripe& stripe, uint64_t block, uint32_t offset,
+                          uint32_t n, const uint8_t* data, Mode mode);
   void forget_piece(uint64_t block, uint32_t offset, uint32_t n);
+  void forget_piece_locked(Stripe& stripe, uint64_t block, uint32_t offset,
+                           uint32_t n);
   void store_full_blocks(uint64_t first, uint64_t count, const uint8_t* data,
                          Mode mode);
   void set_group_masks(uint64_t group, uint64_t zero, uint64_t unknown,
                        Mode mode);
+
+  // Folding.  fold_if_wanted() and unfold() take fold_mutex_ and then
+  // stripe locks, so they are called with no stripe locked.
+  void fold_if_wanted();
+  void fold_locked();  // fold_mutex_ held
+  // fold_mutex_ held: every stripe locked; frees a folded segment and
+  // checkpoints the outer hash at the start of the next.
+  void finish_segment_locked(uint64_t next_segment);
+  // Undoes the fold back to a checkpoint at or before `group`.
+  void unfold(uint64_t group);
+  std::vector<std::unique_lock<std::mutex>> lock_all_stripes() const;
+  // Appends the leaves of a known group; its stripe locked.
+  void add_group_leaves_locked(RootBuilder& root, uint64_t group,
+                               const Group& group_state,
+                               std::vector<uint8_t>& batch) const;
 
   // With the stripe locked.
   void update_group_locked(Stripe& stripe, uint64_t group_index,
@@ -192,13 +250,32 @@ class BlockTable {
   const size_t digest_size_;
   const DigestValue last_zero_leaf_;  // leaf of the final block, if zero
   HashPool* const pool_;
+  const bool fold_;
 
-  // Directory of segments: null until a block in it is touched.
+  // Directory of segments: null until a block in it is touched, and again
+  // once every group in it is folded.  A slot changes only with the lock
+  // of the stripe of the group it is looked up for held: allocation under
+  // that one, freeing under all of them.
   std::vector<std::atomic<Segment*>> segments_;
   std::mutex segment_alloc_mutex_;  // guards owned_segments_
-  std::vector<std::unique_ptr<Segment>> owned_segments_;
+  std::vector<std::unique_ptr<Segment>> owned_segments_;  // by segment
 
   mutable std::array<Stripe, kStripes> stripes_;
+
+  // Lock order: fold_mutex_, then stripes (in index order if several),
+  // then segment_alloc_mutex_.
+  mutable std::mutex fold_mutex_;  // guards prefix_ and checkpoints_
+  // The outer hash over the leaves of every folded group.
+  std::unique_ptr<RootBuilder> prefix_;
+  // Segment index -> the outer hash over the leaves of the segments
+  // before it.  Segment 0's (no leaves) is always there.
+  std::map<uint64_t, std::unique_ptr<RootBuilder>> checkpoints_;
+  // Groups [0, folded_groups_) are folded.  Changes with fold_mutex_ held
+  // and the stripe of every group it folds or unfolds locked.
+  std::atomic<uint64_t> folded_groups_{0};
+  // A change made the group at the fold front known.
+  std::atomic<bool> fold_wanted_{false};
+  std::atomic<uint64_t> unfolded_bytes_{0};
 
   std::atomic<size_t> memory_bytes_{0};
   std::atomic<uint64_t> known_blocks_{0};  // blocks in data or zero state

@@ -2,7 +2,8 @@
 //
 // The input is a program: an image size, then operations at offsets and
 // lengths taken from the input (writes, write-zeroes, trims, failed
-// writes, reads, zero extents, reports) over a small image of 4K blocks.
+// writes, reads, zero extents, reports) over a small image of 4K blocks,
+// with or without folding the settled prefix.
 // The model is the image's bytes; a report completes the table the way
 // the filter does (reading every unknown range from the model) and must
 // equal blkhash of the model computed here from scratch with OpenSSL's
@@ -84,9 +85,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const blkhash::Parameters parameters(
       blkhash::DigestAlgorithm::create("sha256"), kBlock);
   Program program(data, size);
-  // Up to 12 blocks and a tail: full, partial and short final blocks.
-  const size_t image_size = program.byte() % 13 * kBlock + program.u16() % kBlock;
-  blkhash::BlockTable table(parameters, image_size);
+  // Up to 12 blocks and a tail: full, partial and short final blocks;
+  // with folding, up to 192 blocks (3 groups of 64, the unit of folding).
+  const uint8_t shape = program.byte();
+  const bool fold = shape & 0x80;
+  const size_t image_size =
+      shape % 13 * (fold ? 16 : 1) * kBlock + program.u16() % kBlock;
+  blkhash::BlockTable table(
+      parameters, image_size, nullptr,
+      fold ? blkhash::BlockTable::Fold::kSettledPrefix
+           : blkhash::BlockTable::Fold::kNone);
   std::vector<uint8_t> image(image_size, 0);
   if (image_size == 0) {
     report(table, image);
@@ -95,7 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   while (!program.done()) {
     const uint8_t op = program.byte() % 8;
-    uint64_t offset = (uint64_t{program.u16()} * 7) % image_size;
+    uint64_t offset = (uint64_t{program.u16()} * (fold ? 13 : 7)) % image_size;
     if (program.byte() & 1) offset -= offset % 512;  // often sector-aligned
     const uint64_t length =
         std::min<uint64_t>(program.u16() % (3 * kBlock) + 1, image_size - offset);

@@ -68,4 +68,12 @@ std::string table_hex(const BlockTable& table) {
   return root ? root->hex() : "incomplete";
 }
 
+std::string complete_from(BlockTable& table,
+                          const std::vector<uint8_t>& content) {
+  for (const ByteRange& r : table.unknown_ranges())
+    table.fill_data(r.offset, {content.data() + r.offset, r.length});
+  if (!table.unknown_ranges().empty()) return "incomplete";
+  return table_hex(table);
+}
+
 }  // namespace blkhash::test

@@ -41,6 +41,11 @@ std::string stream_hex(const Parameters& parameters,
 // The table's root, or "incomplete".
 std::string table_hex(const BlockTable& table);
 
+// Reads every unknown range from `content`, as the filter reads the
+// plugin, and returns the root ("incomplete" if ranges stay unknown).
+std::string complete_from(BlockTable& table,
+                          const std::vector<uint8_t>& content);
+
 }  // namespace blkhash::test
 
 #endif  // BLKHASH_TESTS_SUPPORT_H

@@ -35,8 +35,10 @@ TEST_CASE("threads writing different blocks in any order", "[concurrency]") {
   std::shuffle(requests.begin(), requests.end(), random);
 
   HashPool pool(2);
+  const auto fold = GENERATE(BlockTable::Fold::kNone,
+                             BlockTable::Fold::kSettledPrefix);
   for (HashPool* maybe_pool : {static_cast<HashPool*>(nullptr), &pool}) {
-    BlockTable table(parameters, size, maybe_pool);
+    BlockTable table(parameters, size, maybe_pool, fold);
     const unsigned threads = 4;
     std::vector<std::thread> workers;
     for (unsigned t = 0; t < threads; t++) {
@@ -52,6 +54,26 @@ TEST_CASE("threads writing different blocks in any order", "[concurrency]") {
     }
     for (auto& w : workers) w.join();
     CHECK(table.unknown_ranges().empty());
+    CHECK(table_hex(table) == stream_hex(parameters, content));
+
+    // Again, while the threads write some requests a second time (the
+    // same bytes) and read others: with folding, writes into folded
+    // blocks unfold while other threads fold and read.
+    workers.clear();
+    for (unsigned t = 0; t < threads; t++) {
+      workers.emplace_back([&, t] {
+        for (size_t i = t; i < requests.size(); i += 3 * threads) {
+          const ByteRange& r = requests[i];
+          if (i % 2)
+            table.put_data(r.offset, {content.data() + r.offset, r.length});
+          else
+            table.fill_data(r.offset, {content.data() + r.offset, r.length});
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    for (const ByteRange& r : table.unknown_ranges())
+      table.fill_data(r.offset, {content.data() + r.offset, r.length});
     CHECK(table_hex(table) == stream_hex(parameters, content));
   }
 }

@@ -14,16 +14,6 @@ namespace {
 
 constexpr uint32_t kBlock = 4096;
 
-// Reads every unknown range from `content`, as the filter reads the
-// plugin, and returns the root.
-std::string complete_from(BlockTable& table,
-                          const std::vector<uint8_t>& content) {
-  for (const ByteRange& r : table.unknown_ranges())
-    table.fill_data(r.offset, {content.data() + r.offset, r.length});
-  CHECK(table.unknown_ranges().empty());
-  return table_hex(table);
-}
-
 TEST_CASE("random writes, zeroes, trims, reads agree with the model",
           "[table]") {
   const uint64_t seed = GENERATE(range(1, 61));

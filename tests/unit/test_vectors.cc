@@ -38,11 +38,11 @@ std::string stream_chunked(const Parameters& parameters,
 }
 
 // Offset-keyed, chunks of random sizes in random order; zero chunks as
-// put_zero().
+// put_zero().  With folding, what a random order settles is folded.
 std::string table_shuffled(const Parameters& parameters,
                            const std::vector<uint8_t>& bytes,
-                           std::mt19937_64& random) {
-  BlockTable table(parameters, bytes.size());
+                           std::mt19937_64& random, BlockTable::Fold fold) {
+  BlockTable table(parameters, bytes.size(), nullptr, fold);
   std::vector<ByteRange> chunks;
   const uint64_t max_chunk = 3 * uint64_t{parameters.block_size()};
   for (uint64_t offset = 0; offset < bytes.size();) {
@@ -78,7 +78,10 @@ TEST_CASE("all 120 vectors, streaming and offset-keyed", "[vectors]") {
     CHECK(stream_hex(parameters, bytes) == v.expected);
     CHECK(stream_chunked(parameters, bytes, 4096) == v.expected);
     CHECK(stream_chunked(parameters, bytes, 65536 + 511) == v.expected);
-    CHECK(table_shuffled(parameters, bytes, random) == v.expected);
+    CHECK(table_shuffled(parameters, bytes, random,
+                         BlockTable::Fold::kNone) == v.expected);
+    CHECK(table_shuffled(parameters, bytes, random,
+                         BlockTable::Fold::kSettledPrefix) == v.expected);
   }
 }
 
