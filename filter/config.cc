@@ -66,10 +66,13 @@ int Config::parse(const char* key, const char* value) {
     expect_given = true;
     return 1;
   }
-  if (k == "blkhash-verify") {
+  if (k == "blkhash-verify" || k == "blkhash-fold") {
     int r = nbdkit_parse_bool(value);
-    if (r == -1) return -1;  // nbdkit_parse_bool reported it
-    verify = r == 1;
+    if (r == -1) {
+      nbdkit_error("%s: \"%s\" is not a boolean", key, value);
+      return -1;
+    }
+    (k == "blkhash-verify" ? verify : fold) = r == 1;
     return 1;
   }
   return 0;

@@ -24,6 +24,7 @@ struct Config {
   std::string expect_hex;  // blkhash-expect as given
   bool expect_given = false;
   bool verify = false;     // blkhash-verify
+  bool fold = true;        // blkhash-fold
 
   // Set by complete():
   std::optional<DigestValue> expected;  // from expect_hex
@@ -43,7 +44,8 @@ struct Config {
   "blkhash-block-size=SIZE  Block size, power of two, 4K-64M (64K).\n"        \
   "blkhash-file=PATH        Write the checksum to PATH after each report.\n" \
   "blkhash-expect=HEX       Fail the client's job if the checksum differs.\n" \
-  "blkhash-verify=BOOL      Also read the export back at each report."
+  "blkhash-verify=BOOL      Also read the export back at each report.\n"   \
+  "blkhash-fold=BOOL        Fold settled block digests early (true)."
 
 }  // namespace blkhash::filter
 

@@ -34,14 +34,17 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
     return -1;
   }
   try {
-    table_ = std::make_shared<BlockTable>(*config_.parameters,
-                                          static_cast<uint64_t>(size), pool_);
+    table_ = std::make_shared<BlockTable>(
+        *config_.parameters, static_cast<uint64_t>(size), pool_,
+        config_.fold ? BlockTable::Fold::kSettledPrefix
+                     : BlockTable::Fold::kNone);
   } catch (const ImageTooLarge& e) {
     nbdkit_error("blkhash: export %s: %s (use a larger blkhash-block-size)",
                  quote(name_).c_str(), e.what());
     return -1;
   }
   hashed_at_last_report_ = 0;
+  unfolded_at_last_report_ = 0;
   reported_ = false;
   table_lost_ = false;
   return 0;
@@ -281,6 +284,7 @@ void ExportState::report(nbdkit_next* next) {
   report.export_name = name_;
   report.size = table_->length();
   report.hashed_in_flight = table_->bytes_hashed() - hashed_at_last_report_;
+  report.unfolded = table_->unfolded_bytes() - unfolded_at_last_report_;
   report.expected = config_.expected;
   report.verify = config_.verify;
 
@@ -299,10 +303,12 @@ void ExportState::report(nbdkit_next* next) {
       }
     }
     hashed_at_last_report_ = table_->bytes_hashed();
+    unfolded_at_last_report_ = table_->unfolded_bytes();
 
     if (report.root && config_.verify) {
       // Read everything back, ignoring what was hashed in flight.
-      BlockTable fresh(*config_.parameters, table_->length(), pool_);
+      BlockTable fresh(*config_.parameters, table_->length(), pool_,
+                       BlockTable::Fold::kSettledPrefix);
       ReadBack reader(next, fresh, ranges_, readers_);
       if (reader.complete()) {
         report.readback = fresh.root();

@@ -120,6 +120,7 @@ class ExportState {
   std::string description_;
   std::string mismatch_message_;
   uint64_t hashed_at_last_report_ = 0;
+  uint64_t unfolded_at_last_report_ = 0;
   std::shared_ptr<BlockTable> table_;
 
   // Set by requests, cleared when a report starts.

@@ -44,6 +44,7 @@ std::string Report::line() const {
   out += " size=" + std::to_string(size);
   out += " hashed=" + std::to_string(hashed_in_flight);
   out += " read=" + std::to_string(read_back);
+  if (unfolded > 0) out += " unfolded=" + std::to_string(unfolded);
   if (!root) out += " error=" + quote(error);
   if (expected && root) {
     if (*root == *expected)

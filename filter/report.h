@@ -5,13 +5,16 @@
 // nbdinfo shows, and (its digest alone) in the result file:
 //
 //   blkhash: <digest>/<block size> <hex> export="<name>" size=<bytes>
-//            hashed=<bytes> read=<bytes> [expect=verified |
+//            hashed=<bytes> read=<bytes> [unfolded=<bytes>] [expect=verified |
 //            expect=MISMATCH expected=<hex>] [verify=match|MISMATCH
 //            readback=<hex> verify-read=<bytes>]
 //
 // (on one line), where <hex> is the root, or the word "incomplete" when
 // part of the export could not be read (then error="..." follows), or
-// "pending" before the first report.  expect= appears with blkhash-expect,
+// "pending" before the first report.  unfolded= appears when writes landed
+// in blocks already folded into the checksum (blkhash-fold), which made
+// that many bytes unknown again: read= includes those not written again.
+// expect= appears with blkhash-expect,
 // verify= with blkhash-verify (verify=incomplete verify-error="..." if the
 // read-back failed).  The export name comes from clients:
 // it is quoted with every byte outside printable ASCII, the quote and the
@@ -38,6 +41,7 @@ struct Report {
   std::optional<DigestValue> root;  // empty: incomplete
   uint64_t hashed_in_flight = 0;    // bytes hashed from client traffic
   uint64_t read_back = 0;           // bytes read from the plugin to finish
+  uint64_t unfolded = 0;            // bytes unfolded by rewrites (or 0)
   std::string error;                // why it is incomplete
 
   std::optional<DigestValue> expected;  // blkhash-expect

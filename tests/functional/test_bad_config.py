@@ -74,6 +74,9 @@ def main():
               "directory untouched")
 
         expect_refused("file is empty", ["blkhash-file="], "blkhash-file")
+        for key in ("blkhash-verify", "blkhash-fold"):
+            expect_refused(key + " not a boolean", [key + "=maybe"], key,
+                           ['"maybe"'])
 
         # Good values start and report the reference value.
         for params, digest, bs in (

@@ -321,7 +321,7 @@ NAMES = [
 
 LINE_RE = re.compile(
     r'^nbdkit: blkhash: sha256/64K [0-9a-f]{64} export="((?:[^"\\]|\\.)*)" '
-    r'size=\d+ hashed=\d+ read=\d+$')
+    r'size=\d+ hashed=\d+ read=\d+( unfolded=\d+)?$')
 
 
 def unescape(field):
