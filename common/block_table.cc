@@ -580,13 +580,6 @@ void BlockTable::forget(uint64_t offset, uint64_t length) {
 
 // --- Folding -----------------------------------------------------------------
 
-std::vector<std::unique_lock<std::mutex>> BlockTable::lock_all_stripes() const {
-  std::vector<std::unique_lock<std::mutex>> locks;
-  locks.reserve(kStripes);
-  for (Stripe& stripe : stripes_) locks.emplace_back(stripe.mutex);
-  return locks;
-}
-
 void BlockTable::add_group_leaves_locked(RootBuilder& root, uint64_t group,
                                          const Group& group_state,
                                          std::vector<uint8_t>& batch) const {
@@ -650,7 +643,9 @@ void BlockTable::finish_segment_locked(uint64_t next_segment) {
   const uint64_t segment = next_segment - 1;
   auto checkpoint = std::make_unique<RootBuilder>(prefix_->clone());
   {
-    auto locks = lock_all_stripes();
+    // No one holds a pointer into the segment: a Group is only reached
+    // with its stripe locked after is_folded() said no, and folding each
+    // of these groups took its stripe lock after any such holder.
     std::lock_guard alloc_lock(segment_alloc_mutex_);
     segments_[segment].store(nullptr, std::memory_order_release);
     if (owned_segments_[segment]) memory_bytes_ -= sizeof(Segment);
@@ -671,7 +666,6 @@ void BlockTable::finish_segment_locked(uint64_t next_segment) {
 
 void BlockTable::unfold(uint64_t group) {
   std::lock_guard fold_lock(fold_mutex_);
-  auto locks = lock_all_stripes();
   const uint64_t front = folded_groups_.load();
   if (group >= front) return;  // unfolded by another thread meanwhile
 
@@ -683,6 +677,10 @@ void BlockTable::unfold(uint64_t group) {
     memory_bytes_ -= kCheckpointBytes;
   }
   // The groups' state is already "unknown": empty masks, or no segment.
+  // No stripe lock is needed: while folded, no one changes these groups,
+  // and a thread that saw one folded and now finds it unfolded only
+  // loses a read's fill (a write retries).  known_blocks_ drops before
+  // the front, so an update to an unfolded group counts after it.
   const uint64_t first_block = restart * kGroupBlocks;
   const uint64_t end_block = std::min(front * kGroupBlocks, block_count_);
   known_blocks_ -= end_block - first_block;

@@ -197,8 +197,8 @@ class BlockTable {
   unsigned blocks_in_group(uint64_t group) const;
 
   Stripe& stripe_of(uint64_t group) const;
-  // With the group's stripe locked.  A folded group has no Group: its
-  // blocks are known through folded_groups_ alone.
+  // With the group's stripe locked.  A folded group has no Group state:
+  // its blocks are known through folded_groups_ alone.
   bool is_folded(uint64_t group) const;
   Group* find_group(uint64_t group) const;  // null if never allocated
   Group& get_group(uint64_t group);         // allocates on first use
@@ -218,16 +218,15 @@ class BlockTable {
   void set_group_masks(uint64_t group, uint64_t zero, uint64_t unknown,
                        Mode mode);
 
-  // Folding.  fold_if_wanted() and unfold() take fold_mutex_ and then
-  // stripe locks, so they are called with no stripe locked.
+  // Folding.  fold_if_wanted() and unfold() take fold_mutex_ (and the
+  // fold a stripe lock), so they are called with no stripe locked.
   void fold_if_wanted();
   void fold_locked();  // fold_mutex_ held
-  // fold_mutex_ held: every stripe locked; frees a folded segment and
-  // checkpoints the outer hash at the start of the next.
+  // fold_mutex_ held: frees a folded segment and checkpoints the outer
+  // hash at the start of the next.
   void finish_segment_locked(uint64_t next_segment);
   // Undoes the fold back to a checkpoint at or before `group`.
   void unfold(uint64_t group);
-  std::vector<std::unique_lock<std::mutex>> lock_all_stripes() const;
   // Appends the leaves of a known group; its stripe locked.
   void add_group_leaves_locked(RootBuilder& root, uint64_t group,
                                const Group& group_state,
@@ -253,25 +252,27 @@ class BlockTable {
   const bool fold_;
 
   // Directory of segments: null until a block in it is touched, and again
-  // once every group in it is folded.  A slot changes only with the lock
-  // of the stripe of the group it is looked up for held: allocation under
-  // that one, freeing under all of them.
+  // once every group in it is folded.  A slot is read only with the
+  // stripe of the group looked up locked (and that group not folded);
+  // it is set under that lock and segment_alloc_mutex_, and cleared under
+  // fold_mutex_ and segment_alloc_mutex_ once all its groups are folded.
   std::vector<std::atomic<Segment*>> segments_;
   std::mutex segment_alloc_mutex_;  // guards owned_segments_
   std::vector<std::unique_ptr<Segment>> owned_segments_;  // by segment
 
   mutable std::array<Stripe, kStripes> stripes_;
 
-  // Lock order: fold_mutex_, then stripes (in index order if several),
-  // then segment_alloc_mutex_.
+  // Lock order: fold_mutex_, then one stripe, then segment_alloc_mutex_.
   mutable std::mutex fold_mutex_;  // guards prefix_ and checkpoints_
   // The outer hash over the leaves of every folded group.
   std::unique_ptr<RootBuilder> prefix_;
   // Segment index -> the outer hash over the leaves of the segments
   // before it.  Segment 0's (no leaves) is always there.
   std::map<uint64_t, std::unique_ptr<RootBuilder>> checkpoints_;
-  // Groups [0, folded_groups_) are folded.  Changes with fold_mutex_ held
-  // and the stripe of every group it folds or unfolds locked.
+  // Groups [0, folded_groups_) are folded.  Changes with fold_mutex_ held:
+  // it rises by one group with that group's stripe locked, so a thread
+  // holding a stripe never sees its group become folded; it falls (unfold)
+  // with no stripe locked, so such a thread may see it become unfolded.
   std::atomic<uint64_t> folded_groups_{0};
   // A change made the group at the fold front known.
   std::atomic<bool> fold_wanted_{false};
