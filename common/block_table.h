@@ -149,7 +149,8 @@ class BlockTable {
   static constexpr uint64_t kSegmentBlocks =
       uint64_t{kGroupBlocks} * kSegmentGroups;
   static constexpr unsigned kStripes = 256;
-  // Hash on the pool only ranges of at least this many bytes.
+  // Hash on the pool only ranges of at least this many bytes, and only
+  // with a digest that is not DigestAlgorithm::is_fast().
   static constexpr uint64_t kPoolMinBytes = 1u << 20;
   // Fold checkpoints kept at the start of the latest regions, besides
   // those of regions 0 and 2^k.

@@ -86,6 +86,11 @@ class DigestAlgorithm : public std::enable_shared_from_this<DigestAlgorithm> {
   void hash(const void* data, size_t length, uint8_t* out) const;
   DigestValue hash(std::span<const uint8_t> data) const;
 
+  // True for xxh128, which hashes a 2 MiB request in tens of
+  // microseconds: about what waking another thread to share the work
+  // costs, so it is not worth sharing.
+  bool is_fast() const { return is_xxh128_; }
+
   // Digests of two buffers of the same length.  For sha256 on a CPU with
   // SHA-NI both are computed at once (sha256_2way.h), else one by one.
   void hash_pair(const void* a, const void* b, size_t length, uint8_t* out_a,
