@@ -239,30 +239,29 @@ void BlockTable::change_partial_locked(PartialBlock& partial, Change change) {
   memory_bytes_ -= before;
 }
 
+// --- Folded groups ------------------------------------------------------------
+
+std::unique_lock<std::mutex> BlockTable::lock_unfolded(uint64_t group,
+                                                      Mode mode) {
+  std::unique_lock lock(stripe_of(group).mutex);
+  while (is_folded(group)) {
+    lock.unlock();
+    if (mode == Mode::kFill) break;  // folded blocks are known
+    unfold(group);
+    lock.lock();
+  }
+  return lock;
+}
+
 // --- Pieces of blocks ---------------------------------------------------------
 
 void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
                              const uint8_t* data, Mode mode) {
   const uint64_t group_index = block / kGroupBlocks;
-  Stripe& stripe = stripe_of(group_index);
-  for (;;) {
-    {
-      std::lock_guard lock(stripe.mutex);
-      if (!is_folded(group_index)) {
-        apply_piece_locked(stripe, block, offset, n, data, mode);
-        return;
-      }
-      if (mode == Mode::kFill) return;  // folded blocks are known
-    }
-    unfold(group_index);
-  }
-}
-
-void BlockTable::apply_piece_locked(Stripe& stripe, uint64_t block,
-                                    uint32_t offset, uint32_t n,
-                                    const uint8_t* data, Mode mode) {
-  const uint64_t group_index = block / kGroupBlocks;
   const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
+  Stripe& stripe = stripe_of(group_index);
+  auto lock = lock_unfolded(group_index, mode);
+  if (!lock.owns_lock()) return;
   Group& group = get_group(group_index);
 
   PartialBlock* partial;
@@ -298,23 +297,9 @@ void BlockTable::apply_piece_locked(Stripe& stripe, uint64_t block,
 
 void BlockTable::forget_piece(uint64_t block, uint32_t offset, uint32_t n) {
   const uint64_t group_index = block / kGroupBlocks;
-  Stripe& stripe = stripe_of(group_index);
-  for (;;) {
-    {
-      std::lock_guard lock(stripe.mutex);
-      if (!is_folded(group_index)) {
-        forget_piece_locked(stripe, block, offset, n);
-        return;
-      }
-    }
-    unfold(group_index);
-  }
-}
-
-void BlockTable::forget_piece_locked(Stripe& stripe, uint64_t block,
-                                     uint32_t offset, uint32_t n) {
-  const uint64_t group_index = block / kGroupBlocks;
   const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
+  Stripe& stripe = stripe_of(group_index);
+  auto lock = lock_unfolded(group_index, Mode::kPut);
   Group* group = find_group(group_index);
   if (!group) return;  // never touched: unknown already
 
@@ -343,13 +328,8 @@ void BlockTable::forget_piece_locked(Stripe& stripe, uint64_t block,
 void BlockTable::set_group_masks(uint64_t group_index, uint64_t zero,
                                  uint64_t unknown, Mode mode) {
   Stripe& stripe = stripe_of(group_index);
-  std::unique_lock lock(stripe.mutex);
-  while (is_folded(group_index)) {
-    if (mode == Mode::kFill) return;  // folded blocks are known
-    lock.unlock();
-    unfold(group_index);
-    lock.lock();
-  }
+  auto lock = lock_unfolded(group_index, mode);
+  if (!lock.owns_lock()) return;
   Group* group =
       zero ? &get_group(group_index) : find_group(group_index);
   if (!group) return;  // forgetting blocks never touched
@@ -403,8 +383,8 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
   } else {
     for (uint64_t g = first / kGroupBlocks; g * kGroupBlocks < end; g++) {
       Stripe& stripe = stripe_of(g);
-      std::lock_guard lock(stripe.mutex);
-      if (is_folded(g)) continue;  // known
+      auto lock = lock_unfolded(g, mode);
+      if (!lock.owns_lock()) continue;
       Group& group = get_group(g);
       uint64_t from = std::max(first, g * kGroupBlocks);
       uint64_t to = std::min(end, (g + 1) * kGroupBlocks);
@@ -472,13 +452,8 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
     while (group_end < blocks.size() && blocks[group_end] / kGroupBlocks == g)
       group_end++;
     Stripe& stripe = stripe_of(g);
-    std::unique_lock lock(stripe.mutex);
-    while (is_folded(g) && mode == Mode::kPut) {
-      lock.unlock();
-      unfold(g);
-      lock.lock();
-    }
-    if (is_folded(g)) {  // a read of blocks folded since
+    auto lock = lock_unfolded(g, mode);
+    if (!lock.owns_lock()) {  // a read of blocks folded since
       i = group_end;
       continue;
     }

@@ -204,16 +204,16 @@ class BlockTable {
   Group* find_group(uint64_t group) const;  // null if never allocated
   Group& get_group(uint64_t group);         // allocates on first use
   bool group_known_locked(uint64_t group, const Group& group_state) const;
+  // Locks the group's stripe for an update.  A write (kPut) into a folded
+  // group unfolds it first; a read (kFill) of a folded group has nothing
+  // to record and gets the lock back not owned.
+  std::unique_lock<std::mutex> lock_unfolded(uint64_t group, Mode mode);
 
   void apply(uint64_t offset, uint64_t length, const uint8_t* data,
              Mode mode);
   void apply_piece(uint64_t block, uint32_t offset, uint32_t n,
                    const uint8_t* data, Mode mode);
-  void apply_piece_locked(Stripe& stripe, uint64_t block, uint32_t offset,
-                          uint32_t n, const uint8_t* data, Mode mode);
   void forget_piece(uint64_t block, uint32_t offset, uint32_t n);
-  void forget_piece_locked(Stripe& stripe, uint64_t block, uint32_t offset,
-                           uint32_t n);
   void store_full_blocks(uint64_t first, uint64_t count, const uint8_t* data,
                          Mode mode);
   void set_group_masks(uint64_t group, uint64_t zero, uint64_t unknown,
