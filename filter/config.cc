@@ -72,7 +72,10 @@ int Config::parse(const char* key, const char* value) {
       nbdkit_error("%s: \"%s\" is not a boolean", key, value);
       return -1;
     }
-    (k == "blkhash-verify" ? verify : fold) = r == 1;
+    if (k == "blkhash-verify")
+      verify = r == 1;
+    else
+      fold = r == 1;
     return 1;
   }
   return 0;
