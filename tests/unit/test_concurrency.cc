@@ -5,7 +5,7 @@
 #include <random>
 #include <thread>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include "hash_pool.h"
 #include "support.h"

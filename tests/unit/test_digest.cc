@@ -5,7 +5,7 @@
 #include <cstring>
 #include <random>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include "digest.h"
 #include "root.h"

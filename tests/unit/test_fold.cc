@@ -10,7 +10,7 @@
 #include <cstring>
 #include <random>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include "support.h"
 

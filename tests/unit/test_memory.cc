@@ -5,7 +5,7 @@
 
 #include <random>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include "support.h"
 

@@ -5,7 +5,7 @@
 #include <map>
 #include <random>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include "support.h"
 
