@@ -267,6 +267,8 @@ void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
   PartialBlock* partial;
   if (group.partial & bit) {
     partial = stripe.partials.at(block).get();
+    if (mode == Mode::kFill && !data && partial->seen())
+      return;  // completed by reading, never from zero extents
   } else {
     if (mode == Mode::kFill && ((group.data | group.zero) & bit))
       return;  // already known: a read never overrides
@@ -335,11 +337,14 @@ void BlockTable::set_group_masks(uint64_t group_index, uint64_t zero,
   if (!group) return;  // forgetting blocks never touched
 
   if (mode == Mode::kFill) {
-    // Partial blocks get zeros where unknown, which completes them.
+    // Partial blocks that only zero extents filled get zeros where
+    // unknown, which completes them; those a client wrote or read part of
+    // are completed by reading, never from zero extents.
     const uint64_t first_block = group_index * kGroupBlocks;
     for (uint64_t bits = group->partial & zero; bits; bits &= bits - 1) {
       uint64_t block = first_block + std::countr_zero(bits);
       PartialBlock& partial = *stripe.partials.at(block);
+      if (partial.seen()) continue;
       change_partial_locked(partial, [](PartialBlock& p) {
         p.fill(0, p.length(), nullptr);
       });

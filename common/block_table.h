@@ -14,7 +14,10 @@
 //   forget                content no longer known (trim, failed write)
 //   fill_data / fill_zero content seen by a read or a zero extent: sets
 //                         only what is not known yet, never overriding a
-//                         write
+//                         write; a zero extent never completes a block
+//                         that a write or read showed part of (a layer
+//                         below may report stale holes: such a block is
+//                         completed by reading)
 // root() folds the leaves in block order plus LE64(length); while any
 // block is unknown or partial it returns nothing, and unknown_ranges()
 // says exactly which bytes are missing, so the caller can read them.

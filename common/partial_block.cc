@@ -45,11 +45,13 @@ void PartialBlock::mark_known(uint32_t begin, uint32_t end) {
 }
 
 void PartialBlock::put(uint32_t offset, uint32_t n, const uint8_t* data) {
+  seen_ = true;
   copy_in(offset, n, data, offset);
   mark_known(offset, offset + n);
 }
 
 void PartialBlock::fill(uint32_t offset, uint32_t n, const uint8_t* data) {
+  if (data) seen_ = true;
   const uint32_t end = offset + n;
   uint32_t cursor = offset;
   for (const Run& run : known_) {

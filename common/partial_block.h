@@ -9,6 +9,9 @@
 // Two ways to add bytes: put() overwrites (a write: the newest data wins)
 // and fill() only sets bytes not known yet (a read or a zero extent:
 // what is already known came from a write and is at least as new).
+// The block remembers whether any byte it knows was seen in a write or a
+// read, rather than only inferred from zero extents: the block table does
+// not complete such a block from extents (see block_table.h).
 
 #ifndef BLKHASH_PARTIAL_BLOCK_H
 #define BLKHASH_PARTIAL_BLOCK_H
@@ -48,6 +51,10 @@ class PartialBlock {
   bool complete() const;
   bool nothing_known() const { return known_.empty(); }
 
+  // Some known byte came from put() or from fill() with data (a client's
+  // write or read), not only from zero fills or the constructor.
+  bool seen() const { return seen_; }
+
   // The block's bytes; only meaningful where known.
   std::span<const uint8_t> bytes() const { return {bytes_.get(), length_}; }
 
@@ -70,6 +77,7 @@ class PartialBlock {
   uint32_t length_;
   std::unique_ptr<uint8_t[]> bytes_;
   std::vector<Run> known_;  // sorted, disjoint, non-adjacent
+  bool seen_ = false;
 };
 
 }  // namespace blkhash

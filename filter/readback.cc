@@ -48,48 +48,47 @@ ReadBack::ReadBack(nbdkit_next* next, BlockTable& table, RangeLock& ranges,
       chunk_size_(std::max<uint64_t>(kReadChunk,
                                      table.parameters().block_size())) {}
 
-bool ReadBack::map_and_queue(std::vector<ByteRange>* chunks) {
-  const uint64_t chunk_size = chunk_size_;
-  auto queue = [&](uint64_t offset, uint64_t length) {
-    for (uint64_t end = offset + length; offset < end;) {
-      uint64_t n = std::min(chunk_size, end - offset);
-      chunks->push_back({offset, n});
-      offset += n;
-    }
-  };
-
-  const bool can_extents = next_->can_extents(next_) == 1;
+void ReadBack::record_zero_extents() {
+  if (next_->can_extents(next_) != 1) return;
   for (uint64_t position = 0;;) {
     auto unknown = table_.unknown_ranges(position, 4096);
-    if (unknown.empty()) return true;
+    if (unknown.empty()) return;
     position = unknown.back().end();
     for (const ByteRange& range : unknown) {
-      if (!can_extents) {
-        queue(range.offset, range.length);
-        continue;
-      }
       for (uint64_t offset = range.offset; offset < range.end();) {
-        uint64_t n = std::min(kExtentsChunk, range.end() - offset);
+        const uint64_t n = std::min(kExtentsChunk, range.end() - offset);
+        // Looked up and recorded under one hold of the range: a write
+        // through another export name cannot land in between and be
+        // taken for zeros.
+        auto held = ranges_.lock_shared(offset, n);
         int err = 0;
         std::unique_ptr<struct nbdkit_extents, ExtentsFree> extents(
             nbdkit_extents_full(next_, static_cast<uint32_t>(n), offset, 0,
                                 &err));
-        if (!extents) {
-          queue(offset, n);  // no map: read it all
-        } else {
-          for (size_t i = 0; i < nbdkit_extents_count(extents.get()); i++) {
-            struct nbdkit_extent e = nbdkit_get_extent(extents.get(), i);
-            uint64_t lo = std::max(e.offset, offset);
-            uint64_t hi = std::min(e.offset + e.length, offset + n);
-            if (lo >= hi) continue;
-            if (e.type & NBDKIT_EXTENT_ZERO) {
-              auto held = ranges_.lock_shared(lo, hi - lo);
-              table_.fill_zero(lo, hi - lo);
-            } else {
-              queue(lo, hi - lo);
-            }
-          }
+        for (size_t i = 0; extents && i < nbdkit_extents_count(extents.get());
+             i++) {
+          struct nbdkit_extent e = nbdkit_get_extent(extents.get(), i);
+          uint64_t lo = std::max(e.offset, offset);
+          uint64_t hi = std::min(e.offset + e.length, offset + n);
+          if (lo < hi && (e.type & NBDKIT_EXTENT_ZERO))
+            table_.fill_zero(lo, hi - lo);
         }
+        offset += n;
+      }
+    }
+  }
+}
+
+std::vector<ByteRange> ReadBack::chunks_to_read() const {
+  std::vector<ByteRange> chunks;
+  for (uint64_t position = 0;;) {
+    auto unknown = table_.unknown_ranges(position, 4096);
+    if (unknown.empty()) return chunks;
+    position = unknown.back().end();
+    for (const ByteRange& range : unknown) {
+      for (uint64_t offset = range.offset; offset < range.end();) {
+        uint64_t n = std::min(chunk_size_, range.end() - offset);
+        chunks.push_back({offset, n});
         offset += n;
       }
     }
@@ -141,9 +140,10 @@ void ReadBack::read_chunks(const std::vector<ByteRange>& chunks) {
 }
 
 bool ReadBack::complete() {
-  std::vector<ByteRange> chunks;
-  if (!map_and_queue(&chunks)) return false;
-  read_chunks(chunks);
+  // Zero extents first: zeros need no reading.  What they leave unknown
+  // (data, and blocks partly seen, which extents never complete) is read.
+  record_zero_extents();
+  read_chunks(chunks_to_read());
   return error_.empty();
 }
 

@@ -2,7 +2,8 @@
 //
 // Used to finish a report (the blocks no client sent or read) and, with
 // blkhash-verify, to read a whole export back.  It first asks the plugin
-// for extents: zero ranges are recorded without reading.  The rest is read
+// for extents: zero ranges are recorded without reading (but never
+// complete a block a client wrote or read part of: see block_table.h).  The rest is read
 // in chunks of 2 MiB (or one block) by several threads at once when the plugin's thread
 // model allows it, each hashing what it read (and the hashing pool helping),
 // so reading and hashing overlap and every core hashes.
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nbdkit-filter.h>
 
@@ -38,7 +40,10 @@ class ReadBack {
   const std::string& error() const { return error_; }
 
  private:
-  bool map_and_queue(std::vector<ByteRange>* chunks);
+  // Records the zero extents of what the table does not know.
+  void record_zero_extents();
+  // What the table still does not know, in reads of chunk_size_ at most.
+  std::vector<ByteRange> chunks_to_read() const;
   void read_chunks(const std::vector<ByteRange>& chunks);
 
   nbdkit_next* const next_;
