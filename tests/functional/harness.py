@@ -15,14 +15,17 @@ which prints "N passed, M failed" and exits non-zero on any failure.
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.environ.get("BLKHASH_TOOLS", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tools")))
 import blkhash_ref  # noqa: E402  (the independent reference)
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 FILTER = os.environ.get("BLKHASH_FILTER", "")
 DATA = os.environ.get("BLKHASH_TEST_DATA", "")
 IMAGES = os.environ.get("BLKHASH_TEST_IMAGES", "")
@@ -32,7 +35,9 @@ IMAGES = os.environ.get("BLKHASH_TEST_IMAGES", "")
 # come first of all (tests/functional/sanitizer/nbdkit).
 _wrappers = os.environ.get("BLKHASH_WRAPPERS")
 ENV = dict(os.environ, PATH=(_wrappers + ":" if _wrappers else "") +
-           "/usr/bin:" + os.environ.get("PATH", ""), LC_ALL="C")
+           "/usr/bin:" + os.environ.get("PATH", ""), LC_ALL="C",
+           # The loopback HTTP server (HttpServer) must never be proxied.
+           no_proxy="127.0.0.1", NO_PROXY="127.0.0.1")
 
 # blkhash: <label> <hex|incomplete> export="<name>" size=N hashed=N read=N ...
 REPORT_RE = re.compile(
@@ -117,3 +122,99 @@ def reference(path_or_bytes, digest="sha256", block_size=65536):
 
 def tempdir():
     return tempfile.TemporaryDirectory(prefix="blkhash-test-")
+
+
+def flip_hex(hex_value):
+    """The same value with its last digit changed."""
+    last = "0" if hex_value[-1] != "0" else "1"
+    return hex_value[:-1] + last
+
+
+def run_nbdkit(plugin_args, filter_args=(), run=None, timeout=120,
+               umask=None, user=None, env=None, cwd=None, extra=(),
+               inner_filters=()):
+    """Like nbdkit(), with a timeout that kills the whole process group
+    (with --run, the server is a child of the nbdkit we start), extra
+    nbdkit options, filters under ours, and optionally a umask, uid, extra
+    environment or working directory for nbdkit.  Returns
+    (CompletedProcess, or None on timeout after a failed check; elapsed
+    seconds)."""
+    cmd = ["nbdkit", "-U", "-", "-f", *extra, "--filter=" + FILTER,
+           *["--filter=" + f for f in inner_filters],
+           *plugin_args, *filter_args]
+    if run is not None:
+        cmd += ["--run", run]
+
+    def preexec():
+        if umask is not None:
+            os.umask(umask)
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user)
+            os.setuid(user)
+
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(ENV, **(env or {})), preexec_fn=preexec,
+                            cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        check(False, "nbdkit finished within %d s" % timeout, err[-2000:])
+        return None, time.monotonic() - start
+    return (subprocess.CompletedProcess(cmd, proc.returncode, out, err),
+            time.monotonic() - start)
+
+
+class HttpServer:
+    """range_http_server.py as a subprocess on 127.0.0.1, serving the files
+    of `directory` with byte ranges, each request logged to `log`.  Clients
+    must not use a proxy for it: ENV sets no_proxy for 127.0.0.1."""
+
+    def __init__(self, directory, log):
+        self.log = log
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(HERE, "range_http_server.py"),
+             directory, "--log", log], stdout=subprocess.PIPE, text=True,
+            env=ENV)
+        self.port = int(self.proc.stdout.readline())
+
+    def url(self, name):
+        return "http://127.0.0.1:%d/%s" % (self.port, name)
+
+    def requests(self):
+        """The logged requests so far: "METHOD PATH RANGE STATUS"."""
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return f.read().splitlines()
+
+    def bytes_served(self, name, size):
+        """Body bytes sent for GETs of /name (a file of `size` bytes),
+        from the request log: a 206 sends its range (clamped to the file),
+        a 200 the whole file."""
+        total = 0
+        for line in self.requests():
+            method, path, rng, status = line.split()
+            if method != "GET" or path != "/" + name:
+                continue
+            if status == "200":
+                total += size
+            elif status == "206":
+                m = re.match(r"^bytes=(\d*)-(\d*)$", rng)
+                if m.group(1):
+                    start = int(m.group(1))
+                    end = min(int(m.group(2)) if m.group(2) else size - 1,
+                              size - 1)
+                else:
+                    start, end = max(0, size - int(m.group(2))), size - 1
+                total += end - start + 1
+        return total
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()

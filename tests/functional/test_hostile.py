@@ -56,49 +56,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (check, finish, parse_reports, reference,  # noqa: E402
-                     tempdir, ENV, FILTER)
+                     run_nbdkit, tempdir, ENV, FILTER)
 
 CRASH_MARKERS = ("Segmentation fault", "Aborted", "terminate called",
                  "AddressSanitizer", "ThreadSanitizer", "core dumped",
                  "Assertion", "runtime error:")
 
 TOO_LARGE_RE = re.compile(r"error: .*too large.*blkhash-block-size")
-
-
-def run_nbdkit(plugin_args, filter_args=(), run=None, timeout=120,
-               umask=None, user=None, env=None, cwd=None):
-    """Like harness.nbdkit, with an optional umask or uid for nbdkit and
-    extra environment.  Returns (CompletedProcess or None on timeout,
-    elapsed seconds)."""
-    cmd = ["nbdkit", "-U", "-", "-f", "--filter=" + FILTER,
-           *plugin_args, *filter_args]
-    if run is not None:
-        cmd += ["--run", run]
-
-    def preexec():
-        if umask is not None:
-            os.umask(umask)
-        if user is not None:
-            os.setgroups([])
-            os.setgid(user)
-            os.setuid(user)
-
-    start = time.monotonic()
-    # A session of its own: on a timeout the whole group is killed (with
-    # --run, the server is a child of the nbdkit we start).
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env=dict(ENV, **(env or {})), preexec_fn=preexec,
-                            cwd=cwd, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        check(False, "nbdkit finished within %d s" % timeout, err[-2000:])
-        return None, time.monotonic() - start
-    return (subprocess.CompletedProcess(cmd, proc.returncode, out, err),
-            time.monotonic() - start)
 
 
 def no_crash(p, what):

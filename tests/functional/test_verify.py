@@ -54,15 +54,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (check, finish, nbdkit, parse_reports,  # noqa: E402
-                     reference, tempdir, ENV)
+from harness import (check, finish, flip_hex, nbdkit,  # noqa: E402
+                     parse_reports, reference, tempdir, ENV, HttpServer)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MIB = 1 << 20
 SIZE = 8 * MIB + 1536            # the last 64K block is short
-
-# The loopback HTTP server must never go through a proxy.
-ENV.update(no_proxy="127.0.0.1", NO_PROXY="127.0.0.1")
 
 # (offset, length) of random data; everything else is zero (holes).
 EXTENTS = [
@@ -72,12 +68,6 @@ EXTENTS = [
     (SIZE - 5000, 5000),             # up to the last byte
 ]
 CHANGED = 3 * MIB + 1000             # inside the second extent
-
-
-def flip_hex(hex_value):
-    """The same value with its last digit changed."""
-    last = "0" if hex_value[-1] != "0" else "1"
-    return hex_value[:-1] + last
 
 
 def qemu_img_convert(fmt, src, dst, out_fmt="raw"):
@@ -383,25 +373,6 @@ def unused_refcount_entry(qcow2_bytes):
         qcow2_bytes), "no refcount block"
     assert len(qcow2_bytes) // cluster < entries - 1, "file too large"
     return block + cluster - 1
-
-
-class HttpServer:
-    """range_http_server.py as a subprocess on 127.0.0.1."""
-
-    def __init__(self, directory, log):
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(HERE, "range_http_server.py"),
-             directory, "--log", log], stdout=subprocess.PIPE, text=True,
-            env=ENV)
-        self.port = int(self.proc.stdout.readline())
-
-    def url(self, name):
-        return "http://127.0.0.1:%d/%s" % (self.port, name)
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.proc.stdout.close()
 
 
 def test_curl_qcow2(tmp, good, paths):
