@@ -65,6 +65,20 @@ def finish():
     sys.exit(1 if _failed or not _passed else 0)
 
 
+def run_tests(*tests):
+    """Runs each test(tmp) in one temporary directory, printing how long
+    each took, then finish()."""
+    start = time.monotonic()
+    with tempdir() as tmp:
+        for test in tests:
+            t = time.monotonic()
+            test(tmp)
+            print("%s: %.1f s" % (test.__name__, time.monotonic() - t),
+                  flush=True)
+    print("total %.1f s" % (time.monotonic() - start))
+    finish()
+
+
 def vectors():
     """Rows of vectors.tsv as dicts: name, size, algorithm, block_size,
     digest."""
@@ -218,3 +232,46 @@ class HttpServer:
         self.proc.kill()
         self.proc.wait(timeout=30)
         self.proc.stdout.close()
+
+
+def read(path):
+    """The bytes of a file."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def start_qemu_nbd(tmp, name, qcow2):
+    """qemu-nbd serving a qcow2 read-only on a Unix socket in tmp, in the
+    background.  Returns (socket path, pid): stop it with stop_pid()."""
+    sock = os.path.join(tmp, name + ".sock")
+    pidfile = os.path.join(tmp, name + ".pid")
+    subprocess.run(["qemu-nbd", "-r", "-t", "-e", "0", "-f", "qcow2",
+                    "-k", sock, "--fork", "--pid-file", pidfile, qcow2],
+                   check=True, env=ENV, capture_output=True, timeout=60)
+    return sock, wait_for_pid(pidfile)
+
+
+def wait_for_pid(pidfile, timeout=10):
+    """The pid a daemon wrote to pidfile, once it has (None on timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(pidfile) and read(pidfile).strip():
+            return int(read(pidfile))
+        time.sleep(0.05)
+    return None
+
+
+def stop_pid(pid, timeout=10):
+    """SIGTERM to a process that is not our child, then waits up to
+    timeout seconds for it to be gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)

@@ -55,8 +55,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (check, finish, parse_reports, reference,  # noqa: E402
-                     run_nbdkit, tempdir, ENV, FILTER)
+from harness import (check, run_tests, parse_reports, reference,  # noqa: E402
+                     run_nbdkit, ENV, FILTER)
 
 CRASH_MARKERS = ("Segmentation fault", "Aborted", "terminate called",
                  "AddressSanitizer", "ThreadSanitizer", "core dumped",
@@ -499,17 +499,9 @@ def test_unaligned_sizes(tmp):
 
 
 def main():
-    start = time.monotonic()
-    with tempdir() as tmp:
-        for test in (test_too_large, test_modes, test_symlink_swap,
-                     test_crash_before_rename, test_unwritable_dir,
-                     test_failing_plugin, test_unaligned_sizes):
-            t = time.monotonic()
-            test(tmp)
-            print("%s: %.1f s" % (test.__name__, time.monotonic() - t),
-                  flush=True)
-    print("total %.1f s" % (time.monotonic() - start))
-    finish()
+    run_tests(test_too_large, test_modes, test_symlink_swap,
+              test_crash_before_rename, test_unwritable_dir,
+              test_failing_plugin, test_unaligned_sizes)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (check, finish, flip_hex, nbdkit,  # noqa: E402
-                     parse_reports, reference, tempdir, ENV, HttpServer)
+                     parse_reports, read, reference, start_qemu_nbd,
+                     stop_pid, tempdir, ENV, HttpServer)
 
 MIB = 1 << 20
 SIZE = 8 * MIB + 1536            # the last 64K block is short
@@ -92,11 +93,6 @@ def make_sources(tmp):
         paths[name + ".raw"] = raw
         paths[name + ".qcow2"] = qcow2
     return bytes(data), bytes(bad), paths
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def tail(text, n=3000):
@@ -277,32 +273,6 @@ def test_source_side(tmp, good, paths, good_hex, bad_hex):
                             wrong, full=full)
 
 
-def start_qemu_nbd(tmp, name, qcow2):
-    sock = os.path.join(tmp, name + ".sock")
-    pidfile = os.path.join(tmp, name + ".pid")
-    subprocess.run(["qemu-nbd", "-r", "-t", "-e", "0", "-f", "qcow2",
-                    "-k", sock, "--fork", "--pid-file", pidfile, qcow2],
-                   check=True, env=ENV, capture_output=True, timeout=60)
-    for _ in range(200):
-        if os.path.exists(pidfile) and read(pidfile).strip():
-            break
-        time.sleep(0.05)
-    return sock, int(read(pidfile))
-
-
-def stop(pid):
-    try:
-        os.kill(pid, 15)
-    except ProcessLookupError:
-        return
-    for _ in range(200):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-
-
 def test_nbd_plugin(tmp, good, paths, good_hex, bad_hex):
     """The nbd plugin in front of qemu-nbd serving a qcow2: the export is
     the virtual disk, so the value is the reference over the raw bytes."""
@@ -346,7 +316,7 @@ def test_nbd_plugin(tmp, good, paths, good_hex, bad_hex):
                                 wrong, full=full)
     finally:
         for pid in pids:
-            stop(pid)
+            stop_pid(pid)
 
 
 def qcow2_host_offset(qcow2, virtual):
