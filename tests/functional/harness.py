@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 sys.path.insert(0, os.environ.get("BLKHASH_TOOLS", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tools")))
@@ -67,12 +68,17 @@ def finish():
 
 def run_tests(*tests):
     """Runs each test(tmp) in one temporary directory, printing how long
-    each took, then finish()."""
+    each took, then finish().  A test that raises fails (with its
+    traceback) and the next one runs."""
     start = time.monotonic()
     with tempdir() as tmp:
         for test in tests:
             t = time.monotonic()
-            test(tmp)
+            try:
+                test(tmp)
+            except Exception:  # noqa: BLE001 (any error fails the test)
+                check(False, test.__name__ + " raised",
+                      traceback.format_exc())
             print("%s: %.1f s" % (test.__name__, time.monotonic() - t),
                   flush=True)
     print("total %.1f s" % (time.monotonic() - start))

@@ -58,6 +58,11 @@ class Server:
         self.sock = os.path.join(tmp, tag + ".sock")
         self.pidfile = os.path.join(tmp, tag + ".pid")
         self.logfile = os.path.join(tmp, tag + ".log")
+        # Left by an earlier server with this tag: the pid file would make
+        # us connect before this nbdkit listens.
+        for path in (self.sock, self.pidfile):
+            if os.path.exists(path):
+                os.unlink(path)
         cmd = ["nbdkit", "-U", self.sock, "-P", self.pidfile, "-f",
                "--exit-with-parent", "--filter=" + FILTER,
                *["--filter=" + f for f in inner_filters],
