@@ -7,6 +7,9 @@
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
+#include <cctype>
+#include <string_view>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -16,16 +19,11 @@
 #include <nbdkit-filter.h>
 
 #include "block_table.h"
+#include "result_file.h"
 
 namespace blkhash::filter {
 
 namespace {
-
-std::string directory_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == 0) return "/";
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -34,7 +32,38 @@ int hex_value(char c) {
   return -1;
 }
 
+// nbdkit_parse_unsigned with a lower bound; -1 after nbdkit_error.
+int parse_count(const char* key, const char* value, unsigned minimum,
+                unsigned* out) {
+  unsigned n;
+  if (nbdkit_parse_unsigned(key, value, &n) == -1) return -1;
+  if (n < minimum) {
+    nbdkit_error("%s: %u is too small (at least %u)", key, n, minimum);
+    return -1;
+  }
+  *out = n;
+  return 0;
+}
+
 }  // namespace
+
+std::string canonical_digest_name(std::string name) {
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+    return static_cast<char>(std::tolower(c));
+  });
+  static constexpr std::pair<const char*, const char*> kAliases[] = {
+      {"sha-1", "sha1"},           {"sha-224", "sha224"},
+      {"sha2-224", "sha224"},      {"sha-256", "sha256"},
+      {"sha2-256", "sha256"},      {"sha-384", "sha384"},
+      {"sha2-384", "sha384"},      {"sha-512", "sha512"},
+      {"sha2-512", "sha512"},      {"sha-512/224", "sha512-224"},
+      {"sha2-512/224", "sha512-224"}, {"sha-512/256", "sha512-256"},
+      {"sha2-512/256", "sha512-256"},
+  };
+  for (const auto& [alias, canonical] : kAliases)
+    if (name == alias) return canonical;
+  return name;
+}
 
 int Config::parse(const char* key, const char* value) {
   std::string k = key;
@@ -61,6 +90,25 @@ int Config::parse(const char* key, const char* value) {
     free(absolute);
     return 1;
   }
+  if (k == "blkhash-file-format") {
+    std::string_view v = value;
+    if (v == "hex") {
+      result_format = ResultFormat::kHex;
+    } else if (v == "sum") {
+      result_format = ResultFormat::kSum;
+    } else if (v == "json") {
+      result_format = ResultFormat::kJson;
+    } else {
+      nbdkit_error("blkhash-file-format: \"%s\" is not hex, sum or json",
+                   value);
+      return -1;
+    }
+    return 1;
+  }
+  if (k == "blkhash-check-timeout")
+    return parse_count(key, value, 0, &check_timeout) == -1 ? -1 : 1;
+  if (k == "blkhash-max-exports")
+    return parse_count(key, value, 1, &max_exports) == -1 ? -1 : 1;
   if (k == "blkhash-expect") {
     expect_hex = value;
     expect_given = true;
@@ -82,6 +130,7 @@ int Config::parse(const char* key, const char* value) {
 }
 
 int Config::complete() {
+  digest_name = canonical_digest_name(digest_name);
   std::shared_ptr<const DigestAlgorithm> digest;
   try {
     digest = DigestAlgorithm::create(digest_name);
@@ -143,6 +192,13 @@ int Config::complete() {
     mode_t mask = umask(0);
     umask(mask);
     result_file_mode = 0666 & ~mask;
+    // A value left by an earlier run (killed, or failed) is never read as
+    // the result of this one.
+    std::string problem = remove_result_file(result_file);
+    if (!problem.empty()) {
+      nbdkit_error("blkhash-file: %s", problem.c_str());
+      return -1;
+    }
   }
   return 0;
 }

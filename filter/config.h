@@ -1,7 +1,7 @@
 // The filter's parameters, parsed from the nbdkit command line.
 //
-// config() takes one key=value at a time; config_complete() checks them
-// all and builds the hashing Parameters.  Every bad value is reported by
+// parse() takes one key=value at a time; complete() checks them all and
+// builds the hashing Parameters.  Every bad value is reported by
 // one nbdkit_error line that names the parameter, and stops nbdkit at
 // start-up.  After config_complete() the Config is read-only.
 
@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "report.h"
 #include "root.h"
 
 namespace blkhash::filter {
@@ -25,6 +26,9 @@ struct Config {
   bool expect_given = false;
   bool verify = false;     // blkhash-verify
   bool fold = true;        // blkhash-fold
+  ResultFormat result_format = ResultFormat::kHex;  // blkhash-file-format
+  unsigned check_timeout = 60;  // blkhash-check-timeout, seconds
+  unsigned max_exports = 64;    // blkhash-max-exports
 
   // Set by complete():
   std::optional<DigestValue> expected;  // from expect_hex
@@ -38,14 +42,23 @@ struct Config {
   int complete();
 };
 
+// The canonical name of a digest as users type it: lower case, and
+// OpenSSL's aliases of the SHA-1 and SHA-2 names (SHA-256, SHA2-256)
+// as blksum and nbdcopy name them (sha256).
+std::string canonical_digest_name(std::string name);
+
 // Help text for nbdkit --help.
 #define BLKHASH_CONFIG_HELP                                                \
   "blkhash-digest=NAME      Digest: any OpenSSL digest or xxh128 (sha256).\n" \
   "blkhash-block-size=SIZE  Block size, power of two, 4K-64M (64K).\n"        \
   "blkhash-file=PATH        Write the checksum to PATH after each report.\n" \
+  "blkhash-file-format=FMT  hex, sum or json (hex).\n"                       \
   "blkhash-expect=HEX       Fail the client's job if the checksum differs.\n" \
   "blkhash-verify=BOOL      Also read the export back at each report.\n"   \
-  "blkhash-fold=BOOL        Fold settled block digests early (true)."
+  "blkhash-fold=BOOL        Fold settled block digests early (true).\n"     \
+  "blkhash-check-timeout=S  How long a check waits for clients (60).\n"     \
+  "blkhash-max-exports=N    Export names tracked at most (64).\n"           \
+  "Check the verdict by ending --run with: nbdinfo --list \"$uri\""
 
 }  // namespace blkhash::filter
 

@@ -7,19 +7,28 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "exports.h"
+#include "interrupt.h"
+#include "publish.h"
 #include "readback.h"
 
 namespace blkhash::filter {
 
+namespace {
+
+// How often a check waiting for connections looks at the interrupt flag.
+constexpr auto kCheckPoll = std::chrono::milliseconds(100);
+
+}  // namespace
+
 ExportState::ExportState(std::string name, const Config& config,
-                         HashPool* pool, unsigned readers, Exports& exports)
+                         HashPool* pool, unsigned readers, RangeLock& ranges,
+                         ChangeNotice changed)
     : name_(std::move(name)),
       config_(config),
       pool_(pool),
       readers_(readers),
-      exports_(exports),
-      ranges_(exports.ranges()) {}
+      ranges_(ranges),
+      changed_(std::move(changed)) {}
 
 // --- Lifecycle -----------------------------------------------------------------
 
@@ -52,16 +61,8 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
 
 int ExportState::attach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
-  report_finished_.wait(lock, [this] { return !reporting_; });
+  idle_.wait(lock, [this] { return !reporting_; });
   if (ensure_table_locked(next) == -1) return -1;
-  // The last connection left after data requests, and its report has not
-  // started yet: make it now, before this client sees anything.
-  if (attached_ == 0 && requests_since_report_) report_locked(lock, next);
-  if (mismatch_) {
-    nbdkit_error("blkhash: export %s: %s", quote(name_).c_str(),
-                 mismatch_message_.c_str());
-    return -1;
-  }
   attached_++;
   return 0;
 }
@@ -69,18 +70,23 @@ int ExportState::attach(nbdkit_next* next) {
 void ExportState::detach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
   if (attached_ > 0) attached_--;
-  if (attached_ == 0 && requests_since_report_ && !reporting_)
+  // The last one out makes the report if it costs no reads; one that
+  // needs reads waits for a check or shutdown (a probe must not pay for
+  // a verdict nobody asked for yet).
+  if (attached_ == 0 && !reporting_ && report_due_locked() && !table_lost_ &&
+      table_->complete() && !config_.verify)
     report_locked(lock, next);
+  idle_.notify_all();
 }
 
 void ExportState::abandon() {
   std::lock_guard lock(mutex_);
   if (attached_ > 0) attached_--;
+  idle_.notify_all();
 }
 
 std::string ExportState::description() {
-  std::unique_lock lock(mutex_);
-  report_finished_.wait(lock, [this] { return !reporting_; });
+  std::lock_guard lock(mutex_);
   if (!description_.empty()) return description_;
   return pending_line(config_.parameters->label(), name_,
                       table_ ? table_->length() : 0);
@@ -98,16 +104,15 @@ void ExportState::forget(uint64_t offset, uint64_t length) {
   } catch (const std::exception&) {
     table_lost_ = true;
   }
-  changed_since_report_ = true;
+  note_change();
 }
 
 // --- Requests --------------------------------------------------------------------
 
-void ExportState::note_request(bool changes_content) {
-  if (!requests_since_report_.load(std::memory_order_relaxed))
-    requests_since_report_ = true;
-  if (changes_content && !changed_since_report_.load(std::memory_order_relaxed))
+void ExportState::note_change() {
+  if (!changed_since_report_.load(std::memory_order_relaxed))
     changed_since_report_ = true;
+  if (mismatch_.load(std::memory_order_relaxed)) mismatch_ = false;
 }
 
 template <typename Update>
@@ -129,36 +134,27 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   return -1;
 }
 
-void ExportState::refuse(const char* what) {
-  std::lock_guard lock(mutex_);
-  nbdkit_error("blkhash: export %s: %s: %s", quote(name_).c_str(), what,
-               mismatch_message_.c_str());
-}
-
 int ExportState::check_completion(uint64_t completions_before, int* err) {
   if (!config_.expected || table_->completions() == completions_before)
     return 0;
   auto root = table_->root();
-  if (!root) return 0;  // another request made a block unknown again
-  if (*root == *config_.expected) {
-    mismatch_ = false;
-    return 0;
-  }
-  {
-    std::lock_guard lock(mutex_);
-    mismatch_message_ = "checksum MISMATCH: " + config_.parameters->label() +
+  if (!root || *root == *config_.expected) return 0;
+  std::string message = "checksum MISMATCH: " + config_.parameters->label() +
                         " " + root->hex() + ", expected " +
                         config_.expected->hex();
+  nbdkit_error("blkhash: export %s: the image is complete: %s",
+               quote(name_).c_str(), message.c_str());
+  {
+    std::lock_guard lock(mutex_);
+    mismatch_message_ = std::move(message);
   }
   mismatch_ = true;
-  refuse("the image is complete");
   *err = EIO;
   return -1;
 }
 
 int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
                        uint64_t offset, uint32_t flags, int* err) {
-  note_request(false);
   auto held = ranges_.lock_shared(offset, count);
   const uint64_t completions = table_->completions();
   if (next->pread(next, buf, count, offset, flags, err) == -1) return -1;
@@ -169,12 +165,17 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
   return check_completion(completions, err);
 }
 
+// Other exports forget a written range before the plugin call (and the
+// range lock, shared by all exports, keeps their reports off it until the
+// table has recorded it); zero waits for the plugin's answer, because a
+// fast zero the plugin refuses has changed nothing.
+
 int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
                         uint64_t offset, uint32_t flags, int* err) {
-  note_request(true);
+  note_change();
   auto held = ranges_.lock_exclusive(offset, count);
   const uint64_t completions = table_->completions();
-  exports_.forget_in_others(this, offset, count);
+  changed_(this, offset, count);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
     int saved = *err;
     record("failed write", offset, count, err,
@@ -191,23 +192,23 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
 
 int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
-  note_request(true);
   auto held = ranges_.lock_exclusive(offset, count);
   const uint64_t completions = table_->completions();
   if (next->zero(next, count, offset, flags, err) == -1) {
-    // A fast zero the plugin refuses has changed nothing.
     bool refused_fast = (flags & NBDKIT_FLAG_FAST_ZERO) &&
                         (*err == ENOTSUP || *err == EOPNOTSUPP);
     if (!refused_fast) {
       int saved = *err;
-      exports_.forget_in_others(this, offset, count);
+      note_change();
+      changed_(this, offset, count);
       record("failed zero", offset, count, err,
              [&] { table_->forget(offset, count); });
       *err = saved;
     }
     return -1;
   }
-  exports_.forget_in_others(this, offset, count);
+  note_change();
+  changed_(this, offset, count);
   if (record("zero", offset, count, err,
              [&] { table_->put_zero(offset, count); }) == -1)
     return -1;
@@ -216,9 +217,9 @@ int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
 
 int ExportState::trim(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
-  note_request(true);
+  note_change();
   auto held = ranges_.lock_exclusive(offset, count);
-  exports_.forget_in_others(this, offset, count);
+  changed_(this, offset, count);
   int r = next->trim(next, count, offset, flags, err);
   // Trimmed or not, the content is no longer known.
   int saved = *err;
@@ -232,7 +233,6 @@ int ExportState::trim(nbdkit_next* next, uint32_t count, uint64_t offset,
 int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
                          uint32_t flags, struct nbdkit_extents* extents,
                          int* err) {
-  note_request(false);
   auto held = ranges_.lock_shared(offset, count);
   const uint64_t completions = table_->completions();
   if (next->extents(next, count, offset, flags, extents, err) == -1)
@@ -256,7 +256,9 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
 
 int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
   if (mismatch_) {
-    refuse("flush refused");
+    std::lock_guard lock(mutex_);
+    nbdkit_error("blkhash: export %s: flush refused: %s",
+                 quote(name_).c_str(), mismatch_message_.c_str());
     *err = EIO;
     return -1;
   }
@@ -265,6 +267,35 @@ int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
 
 // --- Reports -----------------------------------------------------------------------
 
+bool ExportState::report_due_locked() const {
+  return !reported_ || changed_since_report_;
+}
+
+Verdict ExportState::check(nbdkit_backend* backend,
+                           std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  while (attached_ > 0 || reporting_) {
+    if (reports_interrupted() ||
+        std::chrono::steady_clock::now() >= deadline) {
+      nbdkit_error("blkhash: export %s: %u connection(s) with data requests "
+                   "still attached after blkhash-check-timeout=%u",
+                   quote(name_).c_str(), attached_, config_.check_timeout);
+      return Verdict::kIncomplete;
+    }
+    idle_.wait_for(lock, kCheckPoll);
+  }
+  if (report_due_locked()) report_through_locked(lock, backend, 0);
+  return verdict_.value_or(Verdict::kIncomplete);
+}
+
+void ExportState::report_at_cleanup(nbdkit_backend* backend) {
+  // nbdkit may reach .cleanup while a connection thread is still making
+  // the report of its .finalize: let it finish (and not race it).
+  std::unique_lock lock(mutex_);
+  idle_.wait(lock, [this] { return !reporting_; });
+  if (report_due_locked()) report_through_locked(lock, backend, 1);
+}
+
 void ExportState::report_locked(std::unique_lock<std::mutex>& lock,
                                 nbdkit_next* next) {
   reporting_ = true;
@@ -272,14 +303,42 @@ void ExportState::report_locked(std::unique_lock<std::mutex>& lock,
   report(next);
   lock.lock();
   reporting_ = false;
-  report_finished_.notify_all();
+  idle_.notify_all();
 }
 
-void ExportState::report(nbdkit_next* next) {
-  requests_since_report_ = false;
-  changed_since_report_ = false;
+void ExportState::report_through_locked(std::unique_lock<std::mutex>& lock,
+                                        nbdkit_backend* backend, int shared) {
+  reporting_ = true;
+  lock.unlock();
+  nbdkit_next* next = nbdkit_next_context_open(backend, 1, name_.c_str(),
+                                               shared);
+  if (!next) {
+    nbdkit_error("blkhash: export %s: cannot open the plugin to report",
+                 quote(name_).c_str());
+  } else {
+    if (next->prepare(next) == -1) {
+      nbdkit_error("blkhash: export %s: cannot prepare the plugin to report",
+                   quote(name_).c_str());
+    } else {
+      bool ready;
+      {
+        std::lock_guard relock(mutex_);
+        ready = ensure_table_locked(next) == 0;
+      }
+      if (ready) report(next);
+      next->finalize(next);
+    }
+    nbdkit_next_context_close(next);
+  }
+  lock.lock();
+  reporting_ = false;
+  idle_.notify_all();
+}
 
+Report ExportState::compute_report(nbdkit_next* next) {
   Report report;
+  report.digest = config_.parameters->digest().name();
+  report.block_size = config_.parameters->block_size();
   report.label = config_.parameters->label();
   report.export_name = name_;
   report.size = table_->length();
@@ -287,7 +346,6 @@ void ExportState::report(nbdkit_next* next) {
   report.unfolded = table_->unfolded_bytes() - unfolded_at_last_report_;
   report.expected = config_.expected;
   report.verify = config_.verify;
-
   try {
     if (table_lost_) {
       report.error = "the filter lost track of writes (out of memory)";
@@ -322,71 +380,23 @@ void ExportState::report(nbdkit_next* next) {
     report.root.reset();
     report.error = e.what();
   }
-
-  const std::string line = report.line();
-  log_line(line);
-  if (!report.root) {
-    nbdkit_error("blkhash: export %s: checksum incomplete: %s",
-                 quote(name_).c_str(), report.error.c_str());
-    changed_since_report_ = true;  // try again at cleanup
-  } else if (report.mismatch()) {
-    nbdkit_error("blkhash: export %s: checksum MISMATCH: %s",
-                 quote(name_).c_str(), line.c_str());
-  }
-  if (!config_.result_file.empty()) {
-    if (report.root) {
-      std::string problem = write_result_file(
-          config_.result_file, report.root->hex(), config_.result_file_mode);
-      if (!problem.empty()) {
-        nbdkit_error("blkhash-file: %s", problem.c_str());
-        changed_since_report_ = true;  // try again at cleanup
-      }
-    } else {
-      remove_result_file(config_.result_file);
-    }
-  }
-
-  std::lock_guard lock(mutex_);
-  description_ = line;
-  reported_ = report.root.has_value();
-  if (report.root) {
-    mismatch_ = report.mismatch();
-    if (mismatch_) mismatch_message_ = "checksum MISMATCH: " + line;
-  }
+  return report;
 }
 
-void ExportState::report_at_cleanup(nbdkit_backend* backend) {
-  {
-    // nbdkit may reach .cleanup while a connection thread is still making
-    // the report of its .finalize: let it finish (and not race it).
-    std::unique_lock lock(mutex_);
-    report_finished_.wait(lock, [this] { return !reporting_; });
-    if (reported_ && !changed_since_report_) return;
-    reporting_ = true;
-  }
-  nbdkit_next* next =
-      nbdkit_next_context_open(backend, 1, name_.c_str(), 1);
-  if (!next) {
-    nbdkit_error("blkhash: export %s: cannot open the plugin to report",
-                 quote(name_).c_str());
-  } else {
-    if (next->prepare(next) == -1) {
-      nbdkit_error("blkhash: export %s: cannot prepare the plugin to report",
-                   quote(name_).c_str());
-    } else {
-      bool ready;
-      {
-        std::lock_guard lock(mutex_);
-        ready = ensure_table_locked(next) == 0;
-      }
-      if (ready) report(next);
-      next->finalize(next);
-    }
-    nbdkit_next_context_close(next);
-  }
+void ExportState::report(nbdkit_next* next) {
+  changed_since_report_ = false;
+  Report report = compute_report(next);
+  bool published = publish(report, config_);
+  const Verdict verdict = report.verdict();
+  // An incomplete report, or a result file not written: try again at the
+  // next check or at shutdown.
+  if (verdict == Verdict::kIncomplete || !published)
+    changed_since_report_ = true;
+
   std::lock_guard lock(mutex_);
-  reporting_ = false;
-  report_finished_.notify_all();
+  description_ = report.line();
+  verdict_ = verdict;
+  reported_ = report.root.has_value();
 }
 
 }  // namespace blkhash::filter

@@ -1,0 +1,42 @@
+// Where report lines go: wherever nbdkit sends its own messages.
+//
+// nbdkit has no info-level log call for filters (nbdkit_error adds
+// "error:", nbdkit_debug prints only with -v), so report lines are
+// written here, to the destination nbdkit's --log chose:
+//
+//   --log=stderr    standard error, as "nbdkit: <line>"
+//   --log=syslog    syslog, facility daemon (as nbdkit), priority notice
+//   --log=null      nowhere
+//   (default)       standard error in the foreground (-f, --run, -v ...),
+//                   syslog once nbdkit has forked into the background
+//                   (its stderr is then /dev/null)
+//
+// nbdkit does not tell filters its --log choice, so it is read from the
+// server's command line (/proc/self/cmdline) once, by init_log().
+
+#ifndef BLKHASH_FILTER_LOG_H
+#define BLKHASH_FILTER_LOG_H
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace blkhash::filter {
+
+enum class LogTo { kDefault, kStderr, kSyslog, kNull };
+
+// nbdkit's --log choice in its arguments (argv[0] first): the last
+// --log=X or "--log X"; kDefault if none or unknown.
+LogTo log_choice(const std::vector<std::string>& args);
+
+// Reads the choice from /proc/self/cmdline.  Call once, single-threaded,
+// before the first log_line().
+void init_log();
+
+// Writes one report line (no newline) to the destination.  Thread safe:
+// one write() per line, so lines never interleave.
+void log_line(const std::string& line);
+
+}  // namespace blkhash::filter
+
+#endif  // BLKHASH_FILTER_LOG_H
