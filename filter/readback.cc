@@ -107,9 +107,8 @@ void ReadBack::read_chunks(const std::vector<ByteRange>& chunks) {
     std::lock_guard lock(error_mutex);
     if (!failed.exchange(true)) error_ = message;
   };
-  // Runs on its own threads: nothing may escape it.
-  auto reader = [&] {
-    try {
+  // Reads chunks until none is left or one fails.
+  auto read_some = [&] {
     AlignedBuffer buffer = aligned_buffer(chunk_size_);
     for (;;) {
       size_t i = next_chunk++;
@@ -131,6 +130,11 @@ void ReadBack::read_chunks(const std::vector<ByteRange>& chunks) {
       table_.fill_data(chunk.offset, {buffer.get(), chunk.length});
       bytes_read += chunk.length;
     }
+  };
+  // Runs on its own threads: nothing may escape it.
+  auto reader = [&] {
+    try {
+      read_some();
     } catch (const std::exception& e) {
       fail(e.what());
     }
