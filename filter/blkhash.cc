@@ -100,7 +100,10 @@ int data_request(const char* what, nbdkit_next* next, void* handle, int* err,
                  Request request) {
   return guarded(what, err, -1, [&] {
     ExportState* state = attached_state(next, handle_of(handle), err);
-    return state ? request(*state) : -1;
+    if (!state) return -1;
+    int r = request(*state);
+    state->after_request(next);
+    return r;
   });
 }
 

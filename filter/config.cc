@@ -110,8 +110,28 @@ int Config::parse(const char* key, const char* value) {
   if (k == "blkhash-max-exports")
     return parse_count(key, value, 1, &max_exports) == -1 ? -1 : 1;
   if (k == "blkhash-expect") {
-    expect_hex = value;
-    expect_given = true;
+    // "ALGORITHM:HEX" (as KubeVirt CDI writes it) is the ordinary digest
+    // of the whole image; a bare HEX is the blkhash.
+    std::string_view v = value;
+    size_t colon = v.find(':');
+    if (colon == std::string_view::npos) {
+      expect_hex = value;
+      expect_given = true;
+    } else {
+      whole_expect_digest = canonical_digest_name(std::string(v.substr(0, colon)));
+      whole_expect_hex = v.substr(colon + 1);
+      if (whole_name.empty()) whole_name = whole_expect_digest;
+    }
+    return 1;
+  }
+  if (k == "blkhash-whole") {
+    whole_name = canonical_digest_name(value);
+    return 1;
+  }
+  if (k == "blkhash-whole-window") {
+    int64_t size = nbdkit_parse_size(value);
+    if (size == -1) return -1;  // nbdkit_parse_size reported it
+    whole_window = static_cast<uint64_t>(size);
     return 1;
   }
   if (k == "blkhash-verify" || k == "blkhash-fold") {
@@ -126,6 +146,29 @@ int Config::parse(const char* key, const char* value) {
       fold = r == 1;
     return 1;
   }
+  return 0;
+}
+
+int Config::parse_expected(const char* key, const std::string& hex,
+                           const DigestAlgorithm& digest,
+                           std::optional<DigestValue>* out) {
+  bool all_hex = !hex.empty() &&
+                 std::all_of(hex.begin(), hex.end(),
+                             [](char c) { return hex_value(c) >= 0; });
+  if (!all_hex) {
+    nbdkit_error("%s: \"%s\" is not a hexadecimal digest", key, hex.c_str());
+    return -1;
+  }
+  if (hex.size() != 2 * digest.size()) {
+    nbdkit_error("%s: %zu hex digits, but a %s digest has %zu", key,
+                 hex.size(), digest.name().c_str(), 2 * digest.size());
+    return -1;
+  }
+  std::vector<uint8_t> bytes;
+  for (size_t i = 0; i < hex.size(); i += 2)
+    bytes.push_back(static_cast<uint8_t>(hex_value(hex[i]) << 4 |
+                                         hex_value(hex[i + 1])));
+  *out = DigestValue(bytes);
   return 0;
 }
 
@@ -149,25 +192,31 @@ int Config::complete() {
   parameters = std::make_unique<Parameters>(
       std::move(digest), static_cast<uint32_t>(block_size));
 
-  if (expect_given) {
-    bool all_hex = std::all_of(expect_hex.begin(), expect_hex.end(),
-                               [](char c) { return hex_value(c) >= 0; });
-    if (!all_hex) {
-      nbdkit_error("blkhash-expect: \"%s\" is not a hexadecimal digest",
-                   expect_hex.c_str());
+  if (expect_given &&
+      parse_expected("blkhash-expect", expect_hex, parameters->digest(),
+                     &expected) == -1)
+    return -1;
+
+  if (!whole_name.empty()) {
+    try {
+      whole_digest = DigestAlgorithm::create(whole_name);
+    } catch (const UnknownDigest&) {
+      nbdkit_error("blkhash-whole: unknown digest \"%s\" (use an OpenSSL "
+                   "digest name such as sha256, or xxh128)",
+                   whole_name.c_str());
       return -1;
     }
-    if (expect_hex.size() != 2 * parameters->digest_size()) {
-      nbdkit_error("blkhash-expect: %zu hex digits, but a %s digest has %zu",
-                   expect_hex.size(), digest_name.c_str(),
-                   2 * parameters->digest_size());
+  }
+  if (!whole_expect_digest.empty()) {
+    if (whole_expect_digest != whole_name) {
+      nbdkit_error("blkhash-expect: %s:... but blkhash-whole=%s: give the "
+                   "expected value of the same digest",
+                   whole_expect_digest.c_str(), whole_name.c_str());
       return -1;
     }
-    std::vector<uint8_t> bytes;
-    for (size_t i = 0; i < expect_hex.size(); i += 2)
-      bytes.push_back(static_cast<uint8_t>(hex_value(expect_hex[i]) << 4 |
-                                           hex_value(expect_hex[i + 1])));
-    expected = DigestValue(bytes);
+    if (parse_expected("blkhash-expect", whole_expect_hex, *whole_digest,
+                       &whole_expected) == -1)
+      return -1;
   }
 
   if (!result_file.empty()) {

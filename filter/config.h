@@ -29,9 +29,17 @@ struct Config {
   ResultFormat result_format = ResultFormat::kHex;  // blkhash-file-format
   unsigned check_timeout = 60;  // blkhash-check-timeout, seconds
   unsigned max_exports = 64;    // blkhash-max-exports
+  // blkhash-whole: the ordinary digest of the whole image too ("": none);
+  // blkhash-expect=ALGORITHM:HEX sets it if not given.
+  std::string whole_name;
+  uint64_t whole_window = 256 << 20;  // blkhash-whole-window
+  std::string whole_expect_digest;   // ALGORITHM of blkhash-expect=ALG:HEX
+  std::string whole_expect_hex;      // its HEX
 
   // Set by complete():
   std::optional<DigestValue> expected;  // from expect_hex
+  std::shared_ptr<const DigestAlgorithm> whole_digest;  // or null
+  std::optional<DigestValue> whole_expected;  // from whole_expect_hex
 
   std::unique_ptr<Parameters> parameters;  // set by complete()
 
@@ -40,6 +48,12 @@ struct Config {
 
   // Checks everything and builds `parameters`: 0, or -1 on error.
   int complete();
+
+ private:
+  // `hex` as a value of `digest`: 0, or -1 after an error naming `key`.
+  static int parse_expected(const char* key, const std::string& hex,
+                            const DigestAlgorithm& digest,
+                            std::optional<DigestValue>* out);
 };
 
 // The canonical name of a digest as users type it: lower case, and
@@ -53,7 +67,10 @@ std::string canonical_digest_name(std::string name);
   "blkhash-block-size=SIZE  Block size, power of two, 4K-64M (64K).\n"        \
   "blkhash-file=PATH        Write the checksum to PATH after each report.\n" \
   "blkhash-file-format=FMT  hex, sum or json (hex).\n"                       \
-  "blkhash-expect=HEX       Fail the client's job if the checksum differs.\n" \
+  "blkhash-expect=HEX       Fail the check if the checksum differs.\n"      \
+  "blkhash-expect=ALG:HEX   ... or if the whole image's ALG digest differs.\n" \
+  "blkhash-whole=DIGEST     Also the ordinary digest of the whole image.\n" \
+  "blkhash-whole-window=SIZE Reorder buffer for it (256M).\n"                \
   "blkhash-verify=BOOL      Also read the export back at each report.\n"   \
   "blkhash-fold=BOOL        Fold settled block digests early (true).\n"     \
   "blkhash-check-timeout=S  How long a check waits for clients (60).\n"     \

@@ -1,4 +1,5 @@
-// See export_state.h.
+// See export_state.h.  This file: the connection lifecycle and the
+// requests; export_report.cc: when reports are made, and how.
 
 #include "export_state.h"
 
@@ -7,18 +8,9 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "interrupt.h"
-#include "publish.h"
-#include "readback.h"
+#include "whole_readback.h"
 
 namespace blkhash::filter {
-
-namespace {
-
-// How often a check waiting for connections looks at the interrupt flag.
-constexpr auto kCheckPoll = std::chrono::milliseconds(100);
-
-}  // namespace
 
 ExportState::ExportState(std::string name, const Config& config,
                          HashPool* pool, unsigned readers, RangeLock& ranges,
@@ -52,6 +44,13 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
                  quote(name_).c_str(), e.what());
     return -1;
   }
+  whole_.reset();
+  if (config_.whole_digest)
+    whole_ = std::make_shared<WholeDigest>(*config_.whole_digest,
+                                           static_cast<uint64_t>(size),
+                                           config_.whole_window);
+  written_ = false;
+  whole_read_ = 0;
   hashed_at_last_report_ = 0;
   unfolded_at_last_report_ = 0;
   reported_ = false;
@@ -74,7 +73,7 @@ void ExportState::detach(nbdkit_next* next) {
   // needs reads waits for a check or shutdown (a probe must not pay for
   // a verdict nobody asked for yet).
   if (attached_ == 0 && !reporting_ && report_due_locked() && !table_lost_ &&
-      table_->complete() && !config_.verify)
+      table_->complete() && !config_.verify && (!whole_ || whole_->final()))
     report_locked(lock, next);
   idle_.notify_all();
 }
@@ -94,13 +93,18 @@ std::string ExportState::description() {
 
 void ExportState::forget(uint64_t offset, uint64_t length) {
   std::shared_ptr<BlockTable> table;
+  std::shared_ptr<WholeDigest> whole;
   {
     std::lock_guard lock(mutex_);
     table = table_;
+    whole = whole_;
   }
+  written_ = true;
   if (!table || offset >= table->length()) return;
+  const uint64_t n = std::min(length, table->length() - offset);
   try {
-    table->forget(offset, std::min(length, table->length() - offset));
+    table->forget(offset, n);
+    if (whole) whole->forget(offset, n);
   } catch (const std::exception&) {
     table_lost_ = true;
   }
@@ -109,7 +113,13 @@ void ExportState::forget(uint64_t offset, uint64_t length) {
 
 // --- Requests --------------------------------------------------------------------
 
+void ExportState::forget_here(uint64_t offset, uint64_t length) {
+  table_->forget(offset, length);
+  if (whole_) whole_->forget(offset, length);
+}
+
 void ExportState::note_change() {
+  written_ = true;
   if (!changed_since_report_.load(std::memory_order_relaxed))
     changed_since_report_ = true;
   if (mismatch_.load(std::memory_order_relaxed)) mismatch_ = false;
@@ -127,6 +137,7 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   }
   try {
     table_->forget(offset, length);
+    if (whole_) whole_->forget(offset, length);
   } catch (const std::exception&) {
     table_lost_ = true;
   }
@@ -159,7 +170,9 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
   const uint64_t completions = table_->completions();
   if (next->pread(next, buf, count, offset, flags, err) == -1) return -1;
   if (record("read", offset, count, err, [&] {
-        table_->fill_data(offset, {static_cast<const uint8_t*>(buf), count});
+        std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
+        table_->fill_data(offset, bytes);
+        if (whole_) whole_->observe(offset, bytes);
       }) == -1)
     return -1;
   return check_completion(completions, err);
@@ -178,13 +191,14 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
   changed_(this, offset, count);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
     int saved = *err;
-    record("failed write", offset, count, err,
-           [&] { table_->forget(offset, count); });
+    record("failed write", offset, count, err, [&] { forget_here(offset, count); });
     *err = saved;
     return -1;
   }
   if (record("write", offset, count, err, [&] {
-        table_->put_data(offset, {static_cast<const uint8_t*>(buf), count});
+        std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
+        table_->put_data(offset, bytes);
+        if (whole_) whole_->write(offset, bytes);
       }) == -1)
     return -1;
   return check_completion(completions, err);
@@ -202,15 +216,17 @@ int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
       note_change();
       changed_(this, offset, count);
       record("failed zero", offset, count, err,
-             [&] { table_->forget(offset, count); });
+             [&] { forget_here(offset, count); });
       *err = saved;
     }
     return -1;
   }
   note_change();
   changed_(this, offset, count);
-  if (record("zero", offset, count, err,
-             [&] { table_->put_zero(offset, count); }) == -1)
+  if (record("zero", offset, count, err, [&] {
+        table_->put_zero(offset, count);
+        if (whole_) whole_->write_zero(offset, count);
+      }) == -1)
     return -1;
   return check_completion(completions, err);
 }
@@ -224,7 +240,7 @@ int ExportState::trim(nbdkit_next* next, uint32_t count, uint64_t offset,
   // Trimmed or not, the content is no longer known.
   int saved = *err;
   if (record("trim", offset, count, err,
-             [&] { table_->forget(offset, count); }) == -1)
+             [&] { forget_here(offset, count); }) == -1)
     return -1;
   *err = saved;
   return r;
@@ -265,138 +281,13 @@ int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
   return next->flush(next, flags, err);
 }
 
-// --- Reports -----------------------------------------------------------------------
-
-bool ExportState::report_due_locked() const {
-  return !reported_ || changed_since_report_;
-}
-
-Verdict ExportState::check(nbdkit_backend* backend,
-                           std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(mutex_);
-  while (attached_ > 0 || reporting_) {
-    if (reports_interrupted() ||
-        std::chrono::steady_clock::now() >= deadline) {
-      nbdkit_error("blkhash: export %s: %u connection(s) with data requests "
-                   "still attached after blkhash-check-timeout=%u",
-                   quote(name_).c_str(), attached_, config_.check_timeout);
-      return Verdict::kIncomplete;
-    }
-    idle_.wait_for(lock, kCheckPoll);
-  }
-  if (report_due_locked()) report_through_locked(lock, backend, 0);
-  return verdict_.value_or(Verdict::kIncomplete);
-}
-
-void ExportState::report_at_cleanup(nbdkit_backend* backend) {
-  // nbdkit may reach .cleanup while a connection thread is still making
-  // the report of its .finalize: let it finish (and not race it).
-  std::unique_lock lock(mutex_);
-  idle_.wait(lock, [this] { return !reporting_; });
-  if (report_due_locked()) report_through_locked(lock, backend, 1);
-}
-
-void ExportState::report_locked(std::unique_lock<std::mutex>& lock,
-                                nbdkit_next* next) {
-  reporting_ = true;
-  lock.unlock();
-  report(next);
-  lock.lock();
-  reporting_ = false;
-  idle_.notify_all();
-}
-
-void ExportState::report_through_locked(std::unique_lock<std::mutex>& lock,
-                                        nbdkit_backend* backend, int shared) {
-  reporting_ = true;
-  lock.unlock();
-  nbdkit_next* next = nbdkit_next_context_open(backend, 1, name_.c_str(),
-                                               shared);
-  if (!next) {
-    nbdkit_error("blkhash: export %s: cannot open the plugin to report",
-                 quote(name_).c_str());
-  } else {
-    if (next->prepare(next) == -1) {
-      nbdkit_error("blkhash: export %s: cannot prepare the plugin to report",
-                   quote(name_).c_str());
-    } else {
-      bool ready;
-      {
-        std::lock_guard relock(mutex_);
-        ready = ensure_table_locked(next) == 0;
-      }
-      if (ready) report(next);
-      next->finalize(next);
-    }
-    nbdkit_next_context_close(next);
-  }
-  lock.lock();
-  reporting_ = false;
-  idle_.notify_all();
-}
-
-Report ExportState::compute_report(nbdkit_next* next) {
-  Report report;
-  report.digest = config_.parameters->digest().name();
-  report.block_size = config_.parameters->block_size();
-  report.label = config_.parameters->label();
-  report.export_name = name_;
-  report.size = table_->length();
-  report.hashed_in_flight = table_->bytes_hashed() - hashed_at_last_report_;
-  report.unfolded = table_->unfolded_bytes() - unfolded_at_last_report_;
-  report.expected = config_.expected;
-  report.verify = config_.verify;
-  try {
-    if (table_lost_) {
-      report.error = "the filter lost track of writes (out of memory)";
-    } else {
-      ReadBack reader(next, *table_, ranges_, readers_);
-      bool complete = reader.complete();
-      report.read_back = reader.bytes_read();
-      if (!complete) {
-        report.error = reader.error();
-      } else {
-        report.root = table_->root();
-        if (!report.root) report.error = "blocks still unknown after reading";
-      }
-    }
-    hashed_at_last_report_ = table_->bytes_hashed();
-    unfolded_at_last_report_ = table_->unfolded_bytes();
-
-    if (report.root && config_.verify) {
-      // Read everything back, ignoring what was hashed in flight.
-      BlockTable fresh(*config_.parameters, table_->length(), pool_,
-                       BlockTable::Fold::kSettledPrefix);
-      ReadBack reader(next, fresh, ranges_, readers_);
-      if (reader.complete()) {
-        report.readback = fresh.root();
-        if (!report.readback) report.verify_error = "blocks still unknown";
-      } else {
-        report.verify_error = reader.error();
-      }
-      report.verify_read = reader.bytes_read();
-    }
-  } catch (const std::exception& e) {
-    report.root.reset();
-    report.error = e.what();
-  }
-  return report;
-}
-
-void ExportState::report(nbdkit_next* next) {
-  changed_since_report_ = false;
-  Report report = compute_report(next);
-  bool published = publish(report, config_);
-  const Verdict verdict = report.verdict();
-  // An incomplete report, or a result file not written: try again at the
-  // next check or at shutdown.
-  if (verdict == Verdict::kIncomplete || !published)
-    changed_since_report_ = true;
-
-  std::lock_guard lock(mutex_);
-  description_ = report.line();
-  verdict_ = verdict;
-  reported_ = report.root.has_value();
+void ExportState::after_request(nbdkit_next* next) {
+  if (!whole_ || !whole_->over_window()) return;
+  WholeReadBack reader(next, *whole_, *table_, ranges_, !written_);
+  if (!reader.read_while_over_window())
+    nbdkit_debug("blkhash: whole-image digest: %s (read at the report)",
+                 reader.error().c_str());
+  whole_read_ += reader.bytes_read();
 }
 
 }  // namespace blkhash::filter

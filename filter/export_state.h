@@ -60,6 +60,7 @@
 #include "hash_pool.h"
 #include "range_lock.h"
 #include "report.h"
+#include "whole_digest.h"
 
 namespace blkhash::filter {
 
@@ -101,6 +102,11 @@ class ExportState {
               uint32_t flags, struct nbdkit_extents* extents, int* err);
   int flush(nbdkit_next* next, uint32_t flags, int* err);
 
+  // After a data request, with no range held: with blkhash-whole, reads
+  // the gap at the whole-image digest's cursor while its reorder buffer
+  // is over the window.  Failures only leave the gap for the report.
+  void after_request(nbdkit_next* next);
+
   // Another export name changed this range of the storage we may share.
   void forget(uint64_t offset, uint64_t length);
 
@@ -116,6 +122,8 @@ class ExportState {
 
  private:
   void note_change();
+  // Forgets a range in this export's table and whole-image digest.
+  void forget_here(uint64_t offset, uint64_t length);
   // Runs a table update; on failure forgets the range (or, if even that
   // fails, marks the table lost), logs, and sets *err = EIO.
   template <typename Update>
@@ -135,6 +143,8 @@ class ExportState {
                              nbdkit_backend* backend, int shared);
   void report(nbdkit_next* next);
   Report compute_report(nbdkit_next* next);
+  // The whole-image digest's part of a report.
+  void compute_whole(nbdkit_next* next, Report& report);
 
   const std::string name_;
   const Config& config_;
@@ -154,9 +164,16 @@ class ExportState {
   uint64_t hashed_at_last_report_ = 0;
   uint64_t unfolded_at_last_report_ = 0;
   std::shared_ptr<BlockTable> table_;
+  // With blkhash-whole; made and replaced with table_, used the same way.
+  std::shared_ptr<WholeDigest> whole_;
 
   // Set by changes, cleared when a report starts.
   std::atomic<bool> changed_since_report_{false};
+  // A write, zero or trim reached the storage since the table was made
+  // (through this export or another): zero extents may be stale.
+  std::atomic<bool> written_{false};
+  // Bytes read for the whole-image digest during traffic.
+  std::atomic<uint64_t> whole_read_{0};
   // The table could not record a request: reports are incomplete until
   // the table is rebuilt.
   std::atomic<bool> table_lost_{false};

@@ -55,10 +55,13 @@ const char* verdict_name(Verdict verdict) {
 }
 
 Verdict Report::verdict() const {
-  if (!root || (verify && !readback)) return Verdict::kIncomplete;
-  if ((expected && *root != *expected) || (verify && *readback != *root))
+  if (!root || (verify && !readback) || (!whole_name.empty() && !whole))
+    return Verdict::kIncomplete;
+  if ((expected && *root != *expected) || (verify && *readback != *root) ||
+      (whole_expected && *whole != *whole_expected))
     return Verdict::kMismatch;
-  return expected || verify ? Verdict::kMatch : Verdict::kComputed;
+  return expected || verify || whole_expected ? Verdict::kMatch
+                                              : Verdict::kComputed;
 }
 
 std::string Report::line() const {
@@ -84,6 +87,18 @@ std::string Report::line() const {
       out += " verify=incomplete verify-error=" + quote(verify_error);
     }
     out += " verify-read=" + std::to_string(verify_read);
+  }
+  if (!whole_name.empty()) {
+    out += " whole=" + whole_name + ":" + (whole ? whole->hex() : "incomplete");
+    out += " whole-read=" + std::to_string(whole_read);
+    if (!whole) {
+      out += " whole-error=" + quote(whole_error);
+    } else if (whole_expected) {
+      if (*whole == *whole_expected)
+        out += " whole-expect=verified";
+      else
+        out += " whole-expect=MISMATCH whole-expected=" + whole_expected->hex();
+    }
   }
   out += " verdict=";
   out += verdict_name(verdict());
@@ -116,6 +131,12 @@ std::string Report::result_text(ResultFormat format) const {
   out += ", \"verdict\": " + json_string(verdict_name(verdict()));
   out += ", \"expected\": " + hex_or_null(expected);
   if (verify) out += ", \"readback\": " + hex_or_null(readback);
+  if (!whole_name.empty()) {
+    out += ", \"whole\": {\"algorithm\": " + json_string(whole_name);
+    out += ", \"checksum\": " + hex_or_null(whole);
+    out += ", \"expected\": " + hex_or_null(whole_expected);
+    out += ", \"read\": " + std::to_string(whole_read) + "}";
+  }
   out += ", \"hashed\": " + std::to_string(hashed_in_flight);
   out += ", \"read\": " + std::to_string(read_back);
   out += "}\n";

@@ -7,7 +7,9 @@
 //   blkhash: <digest>/<block size> <hex> export="<name>" size=<bytes>
 //            hashed=<bytes> read=<bytes> [unfolded=<bytes>] [expect=verified |
 //            expect=MISMATCH expected=<hex>] [verify=match|MISMATCH
-//            readback=<hex> verify-read=<bytes>] verdict=<verdict>
+//            readback=<hex> verify-read=<bytes>] [whole=<alg>:<hex>
+//            whole-read=<bytes> [whole-expect=verified | whole-expect=MISMATCH
+//            whole-expected=<hex>]] verdict=<verdict>
 //
 // (on one line), where <hex> is the root, or the word "incomplete" when
 // part of the export could not be read (then error="..." follows), or
@@ -16,11 +18,18 @@
 // that many bytes unknown again: read= includes those not written again.
 // expect= appears with blkhash-expect, verify= with blkhash-verify
 // (verify=incomplete verify-error="..." if the read-back failed).
+// whole= appears with blkhash-whole: the ordinary digest of the whole
+// export (sha256sum's value), whole-read= the bytes the filter read
+// itself for it; whole=<alg>:incomplete whole-error="..." if it could
+// not be computed.
 //
 // The verdict is one of
-//   match       blkhash-expect and/or blkhash-verify given, all agree
-//   mismatch    the root differs from blkhash-expect or the read-back
-//   incomplete  the root or the read-back could not be computed
+//   match       an expectation given (blkhash-expect, blkhash-verify), all
+//               agree
+//   mismatch    the root differs from blkhash-expect or the read-back, or
+//               the whole-image digest from blkhash-expect=ALG:HEX
+//   incomplete  the root, the read-back or the whole-image digest could
+//               not be computed
 //   computed    the root is known and nothing was expected of it
 //
 // The export name comes from clients: it is quoted with every byte outside
@@ -70,6 +79,12 @@ struct Report {
   std::optional<DigestValue> readback;  // the root read back
   uint64_t verify_read = 0;
   std::string verify_error;
+
+  std::string whole_name;                     // blkhash-whole, or ""
+  std::optional<DigestValue> whole;           // empty: incomplete
+  std::optional<DigestValue> whole_expected;  // blkhash-expect=ALG:HEX
+  uint64_t whole_read = 0;  // bytes the filter read for it
+  std::string whole_error;
 
   Verdict verdict() const;
 

@@ -94,6 +94,18 @@ bool parse_line(const std::string& line, Report* report) {
     else if (key == "readback") report->readback = digest_of(value);
     else if (key == "verify-read") report->verify_read = number();
     else if (key == "verify-error") report->verify_error = value;
+    else if (key == "whole") {
+      size_t colon = value.find(':');
+      if (colon == std::string::npos) return false;
+      report->whole_name = value.substr(0, colon);
+      if (value.substr(colon + 1) != "incomplete")
+        report->whole = digest_of(value.substr(colon + 1));
+    }
+    else if (key == "whole-read") report->whole_read = number();
+    else if (key == "whole-error") report->whole_error = value;
+    else if (key == "whole-expect" && value == "verified") report->whole_expected = report->whole;
+    else if (key == "whole-expect" && value == "MISMATCH") {}
+    else if (key == "whole-expected") report->whole_expected = digest_of(value);
     else if (key == "verdict") {}
     else return false;
   }
@@ -172,6 +184,17 @@ TEST_CASE("the verdict", "[filter]") {
   report.root.reset();
   CHECK(report.verdict() == Verdict::kIncomplete);
   CHECK(std::string(verdict_name(Verdict::kComputed)) == "computed");
+
+  Report whole;  // blkhash-whole / blkhash-expect=sha256:HEX
+  whole.root = a;
+  whole.whole_name = "sha256";
+  CHECK(whole.verdict() == Verdict::kIncomplete);
+  whole.whole = b;
+  CHECK(whole.verdict() == Verdict::kComputed);
+  whole.whole_expected = b;
+  CHECK(whole.verdict() == Verdict::kMatch);
+  whole.whole_expected = a;
+  CHECK(whole.verdict() == Verdict::kMismatch);
 }
 
 TEST_CASE("result file formats", "[filter]") {
