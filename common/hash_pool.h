@@ -31,8 +31,6 @@ class HashPool {
   HashPool(const HashPool&) = delete;
   HashPool& operator=(const HashPool&) = delete;
 
-  unsigned workers() const { return static_cast<unsigned>(threads_.size()); }
-
   // Runs fn(i) for every i in [0, count) and returns when all are done.
   // The first exception thrown by fn is rethrown here.
   void parallel_for(size_t count, const std::function<void(size_t)>& fn);

@@ -58,23 +58,19 @@ RootBuilder::RootBuilder(const Parameters& parameters)
     : parameters_(parameters), outer_(parameters.digest().new_hasher()) {}
 
 RootBuilder::RootBuilder(const Parameters& parameters,
-                         std::unique_ptr<Hasher> outer, uint64_t leaves_added)
-    : parameters_(parameters),
-      outer_(std::move(outer)),
-      leaves_added_(leaves_added) {}
+                         std::unique_ptr<Hasher> outer)
+    : parameters_(parameters), outer_(std::move(outer)) {}
 
 RootBuilder RootBuilder::clone() const {
-  return RootBuilder(parameters_, outer_->clone(), leaves_added_);
+  return RootBuilder(parameters_, outer_->clone());
 }
 
 void RootBuilder::add_leaf(const uint8_t* leaf) {
   outer_->update(leaf, parameters_.digest_size());
-  leaves_added_++;
 }
 
 void RootBuilder::add_leaves(const uint8_t* leaves, uint64_t count) {
   outer_->update(leaves, count * parameters_.digest_size());
-  leaves_added_ += count;
 }
 
 void RootBuilder::add_zero_leaves(uint64_t count) {
@@ -88,7 +84,6 @@ void RootBuilder::add_zero_leaves(uint64_t count) {
   while (count > 0) {
     uint64_t n = count < kBatch ? count : kBatch;
     outer_->update(batch.data(), n * digest_size);
-    leaves_added_ += n;
     count -= n;
   }
 }

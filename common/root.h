@@ -75,7 +75,6 @@ class RootBuilder {
   explicit RootBuilder(const Parameters& parameters);
 
   void add_leaf(const uint8_t* leaf);
-  void add_leaf(const DigestValue& leaf) { add_leaf(leaf.data()); }
 
   // Adds `count` leaves stored back to back.
   void add_leaves(const uint8_t* leaves, uint64_t count);
@@ -86,19 +85,15 @@ class RootBuilder {
   // Appends LE64(image_length) and returns the root.  Call once.
   DigestValue finish(uint64_t image_length);
 
-  uint64_t leaves_added() const { return leaves_added_; }
-
   // A builder holding the same leaves, which then goes on independently:
   // a checkpoint to return to, or the root so far without ending this one.
   RootBuilder clone() const;
 
  private:
-  RootBuilder(const Parameters& parameters, std::unique_ptr<Hasher> outer,
-              uint64_t leaves_added);
+  RootBuilder(const Parameters& parameters, std::unique_ptr<Hasher> outer);
 
   const Parameters& parameters_;
   std::unique_ptr<Hasher> outer_;
-  uint64_t leaves_added_ = 0;
 };
 
 }  // namespace blkhash
