@@ -27,54 +27,19 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <string>
 
-#include "zero.h"
 
 namespace blkhash {
 
-namespace {
-
-uint64_t low_bits(unsigned n) {
-  return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
-}
-
-// Bits [from, to) of a 64-bit mask.
-uint64_t bit_range(unsigned from, unsigned to) {
-  return low_bits(to) & ~low_bits(from);
-}
-
-unsigned rank(uint64_t mask, unsigned bit) {
-  return static_cast<unsigned>(std::popcount(mask & low_bits(bit)));
-}
-
-}  // namespace
-
-uint64_t BlockTable::checked_block_count(uint64_t length,
-                                         uint32_t block_size) {
-  uint64_t blocks = length / block_size + (length % block_size != 0);
-  if (blocks > kMaxBlocks) throw ImageTooLarge(length, block_size);
-  return blocks;
-}
-
-ImageTooLarge::ImageTooLarge(uint64_t length, uint32_t block_size)
-    : std::length_error("image of " + std::to_string(length) +
-                        " bytes has more than 2^32 blocks of " +
-                        std::to_string(block_size) +
-                        " bytes: too large to hash") {}
 
 BlockTable::BlockTable(const Parameters& parameters, uint64_t length,
                        HashPool* pool, Fold fold)
     : parameters_(parameters),
-      length_(length),
-      block_count_(checked_block_count(length, parameters.block_size())),
+      layout_(parameters.block_size(), length),
       digest_size_(parameters.digest_size()),
-      last_zero_leaf_(block_count_ == 0 ? DigestValue()
-                                        : parameters.zero_leaf(block_length(
-                                              block_count_ - 1))),
-      pool_(pool),
+      hasher_(parameters, layout_, pool),
       fold_(fold == Fold::kSettledPrefix),
-      segments_((block_count_ + kSegmentBlocks - 1) / kSegmentBlocks),
+      segments_(layout_.region_count()),
       owned_segments_(segments_.size()) {
   memory_bytes_ = sizeof(*this) + segments_.size() * (sizeof(segments_[0]) +
                                                       sizeof(owned_segments_[0]));
@@ -87,32 +52,6 @@ BlockTable::BlockTable(const Parameters& parameters, uint64_t length,
 
 BlockTable::~BlockTable() = default;
 
-uint64_t BlockTable::block_offset(uint64_t block) const {
-  return block * parameters_.block_size();
-}
-
-uint32_t BlockTable::block_length(uint64_t block) const {
-  uint64_t rest = length_ - block_offset(block);
-  return static_cast<uint32_t>(
-      std::min<uint64_t>(rest, parameters_.block_size()));
-}
-
-void BlockTable::check_range(uint64_t offset, uint64_t length) const {
-  if (offset > length_ || length > length_ - offset)
-    throw std::out_of_range("range " + std::to_string(offset) + "+" +
-                            std::to_string(length) + " beyond image of " +
-                            std::to_string(length_) + " bytes");
-}
-
-uint64_t BlockTable::group_count() const {
-  return (block_count_ + kGroupBlocks - 1) / kGroupBlocks;
-}
-
-unsigned BlockTable::blocks_in_group(uint64_t group) const {
-  return static_cast<unsigned>(
-      std::min<uint64_t>(kGroupBlocks, block_count_ - group * kGroupBlocks));
-}
-
 BlockTable::Stripe& BlockTable::stripe_of(uint64_t group) const {
   return stripes_[group % kStripes];
 }
@@ -123,7 +62,7 @@ bool BlockTable::is_folded(uint64_t group) const {
 
 bool BlockTable::group_known_locked(uint64_t group,
                                     const Group& group_state) const {
-  const uint64_t all = low_bits(blocks_in_group(group));
+  const uint64_t all = low_bits(layout_.blocks_in_group(group));
   return ((group_state.data | group_state.zero) & all) == all;
 }
 
@@ -203,7 +142,7 @@ void BlockTable::update_group_locked(Stripe& stripe, uint64_t group_index,
   const int known_after = std::popcount(group.data | group.zero);
   if (known_after > known_before) {
     uint64_t added = static_cast<uint64_t>(known_after - known_before);
-    if (known_blocks_.fetch_add(added) + added == block_count_) completions_++;
+    if (known_blocks_.fetch_add(added) + added == layout_.block_count()) completions_++;
   } else if (known_after < known_before) {
     known_blocks_ -= static_cast<uint64_t>(known_before - known_after);
   }
@@ -217,15 +156,12 @@ void BlockTable::complete_partial_locked(Stripe& stripe, uint64_t group_index,
                                          const PartialBlock& partial) {
   std::array<uint8_t, kMaxDigestSize> leaf;
   BlockUpdate update;
-  const uint64_t bit = uint64_t{1} << (block % kGroupBlocks);
-  auto bytes = partial.bytes();
-  if (is_zero(bytes.data(), bytes.size())) {
-    update.zero = bit;
-  } else {
-    parameters_.digest().hash(bytes.data(), bytes.size(), leaf.data());
-    bytes_hashed_ += bytes.size();
+  const uint64_t bit = block_bit(block);
+  if (hasher_.hash_block(partial.bytes(), leaf.data())) {
     update.data = bit;
     update.leaves[block % kGroupBlocks] = leaf.data();
+  } else {
+    update.zero = bit;
   }
   // Erases `partial`: do not touch it after this.
   update_group_locked(stripe, group_index, group, update);
@@ -278,7 +214,7 @@ void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
     BlockUpdate unknown;
     unknown.unknown = bit;
     update_group_locked(stripe, group_index, group, unknown);
-    auto created = std::make_unique<PartialBlock>(block_length(block),
+    auto created = std::make_unique<PartialBlock>(layout_.block_length(block),
                                                   known_zero);
     partial = created.get();
     memory_bytes_ += created->memory_bytes();
@@ -310,7 +246,7 @@ void BlockTable::forget_piece(uint64_t block, uint32_t offset, uint32_t n) {
   if (group->data & bit) {
     update_group_locked(stripe, group_index, *group, unknown);
   } else if (group->zero & bit) {
-    auto partial = std::make_unique<PartialBlock>(block_length(block), true);
+    auto partial = std::make_unique<PartialBlock>(layout_.block_length(block), true);
     partial->forget(offset, n);
     update_group_locked(stripe, group_index, *group, unknown);
     memory_bytes_ += partial->memory_bytes();
@@ -361,95 +297,61 @@ void BlockTable::set_group_masks(uint64_t group_index, uint64_t zero,
 void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
                                    const uint8_t* data, Mode mode) {
   const uint64_t end = first + count;
-
   if (!data) {
     for (uint64_t g = first / kGroupBlocks; g * kGroupBlocks < end; g++) {
-      uint64_t group_first = g * kGroupBlocks;
-      unsigned from = static_cast<unsigned>(std::max(first, group_first) -
-                                            group_first);
-      unsigned to = static_cast<unsigned>(
+      const uint64_t group_first = g * kGroupBlocks;
+      const auto from = static_cast<unsigned>(std::max(first, group_first) -
+                                              group_first);
+      const auto to = static_cast<unsigned>(
           std::min<uint64_t>(end, group_first + kGroupBlocks) - group_first);
       set_group_masks(g, bit_range(from, to), 0, mode);
     }
     return;
   }
+  std::vector<uint64_t> blocks;
+  if (mode == Mode::kPut) {
+    blocks.resize(count);
+    for (uint64_t i = 0; i < count; i++) blocks[i] = first + i;
+  } else {
+    blocks = blocks_to_fill(first, count, data);
+  }
+  if (blocks.empty()) return;
+  // Hashed with no lock held.
+  const LeafHasher::Leaves leaves = hasher_.hash_blocks(blocks, data, first);
+  store_leaves(blocks, leaves, mode);
+}
 
-  const uint32_t block_size = parameters_.block_size();
-  auto block_data = [&](uint64_t block) {
-    return data + (block - first) * block_size;
-  };
-
-  // Which blocks to hash: all for a write; for a read only those still
-  // unknown (partial ones are completed right here, under the lock).
+std::vector<uint64_t> BlockTable::blocks_to_fill(uint64_t first,
+                                                 uint64_t count,
+                                                 const uint8_t* data) {
+  const uint64_t end = first + count;
   std::vector<uint64_t> blocks;
   blocks.reserve(count);
-  if (mode == Mode::kPut) {
-    for (uint64_t b = first; b < end; b++) blocks.push_back(b);
-  } else {
-    for (uint64_t g = first / kGroupBlocks; g * kGroupBlocks < end; g++) {
-      Stripe& stripe = stripe_of(g);
-      auto lock = lock_unfolded(g, mode);
-      if (!lock.owns_lock()) continue;
-      Group& group = get_group(g);
-      uint64_t from = std::max(first, g * kGroupBlocks);
-      uint64_t to = std::min(end, (g + 1) * kGroupBlocks);
-      for (uint64_t b = from; b < to; b++) {
-        uint64_t bit = uint64_t{1} << (b % kGroupBlocks);
-        if (group.partial & bit) {
-          PartialBlock& partial = *stripe.partials.at(b);
-          change_partial_locked(partial, [&](PartialBlock& p) {
-            p.fill(0, p.length(), block_data(b));
-          });
-          complete_partial_locked(stripe, g, group, b, partial);
-        } else if (!((group.data | group.zero) & bit)) {
-          blocks.push_back(b);
-        }
+  for (uint64_t g = first / kGroupBlocks; g * kGroupBlocks < end; g++) {
+    Stripe& stripe = stripe_of(g);
+    auto lock = lock_unfolded(g, Mode::kFill);
+    if (!lock.owns_lock()) continue;
+    Group& group = get_group(g);
+    const uint64_t to = std::min(end, (g + 1) * kGroupBlocks);
+    for (uint64_t b = std::max(first, g * kGroupBlocks); b < to; b++) {
+      const uint64_t bit = block_bit(b);
+      if (group.partial & bit) {
+        PartialBlock& partial = *stripe.partials.at(b);
+        const uint8_t* bytes = data + (b - first) * layout_.block_size();
+        change_partial_locked(partial, [&](PartialBlock& p) {
+          p.fill(0, p.length(), bytes);
+        });
+        complete_partial_locked(stripe, g, group, b, partial);
+      } else if (!((group.data | group.zero) & bit)) {
+        blocks.push_back(b);
       }
     }
   }
-  if (blocks.empty()) return;
+  return blocks;
+}
 
-  // Hash with no lock held, on the pool's threads if there is one, two
-  // blocks at a time (DigestAlgorithm::hash_pair).
-  std::vector<uint8_t> leaves(blocks.size() * digest_size_);
-  std::vector<uint8_t> zero(blocks.size());
-  auto hash_two = [&](size_t pair) {
-    const size_t i = 2 * pair;
-    const size_t j = i + 1 < blocks.size() ? i + 1 : i;
-    const uint32_t n = block_length(blocks[i]);
-    const uint8_t* bytes_i = block_data(blocks[i]);
-    const uint8_t* bytes_j = block_data(blocks[j]);
-    zero[i] = is_zero(bytes_i, n);
-    zero[j] = is_zero(bytes_j, block_length(blocks[j]));
-    uint8_t* leaf_i = leaves.data() + i * digest_size_;
-    uint8_t* leaf_j = leaves.data() + j * digest_size_;
-    if (j != i && !zero[i] && !zero[j] && block_length(blocks[j]) == n) {
-      parameters_.digest().hash_pair(bytes_i, bytes_j, n, leaf_i, leaf_j);
-      bytes_hashed_ += 2 * uint64_t{n};
-      return;
-    }
-    auto hash_one = [&](size_t k) {
-      if (zero[k]) return;
-      parameters_.digest().hash(block_data(blocks[k]), block_length(blocks[k]),
-                                leaves.data() + k * digest_size_);
-      bytes_hashed_ += block_length(blocks[k]);
-    };
-    hash_one(i);
-    if (j != i) hash_one(j);
-  };
-  // Handing work to another thread costs a wake-up (microseconds): worth
-  // it for a large request (qemu-img's 2 MiB), not for a small one, whose
-  // client has many more in flight on the other cores anyway (nbdcopy),
-  // nor with a digest that hashes 2 MiB in about that time (xxh128:
-  // qemu-img 0.93 of no filter with the pool, 0.99 without).
-  const size_t pairs = (blocks.size() + 1) / 2;
-  const uint64_t bytes = uint64_t{blocks.size()} * parameters_.block_size();
-  if (pool_ && bytes >= kPoolMinBytes && !parameters_.digest().is_fast())
-    pool_->parallel_for(pairs, hash_two);
-  else
-    for (size_t p = 0; p < pairs; p++) hash_two(p);
-
-  // Store, one group at a time.
+void BlockTable::store_leaves(std::span<const uint64_t> blocks,
+                              const LeafHasher::Leaves& leaves, Mode mode) {
   size_t i = 0;
   while (i < blocks.size()) {
     const uint64_t g = blocks[i] / kGroupBlocks;
@@ -465,18 +367,18 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
     Group& group = get_group(g);
     BlockUpdate update;
     for (; i < group_end; i++) {
-      unsigned b = blocks[i] % kGroupBlocks;
-      uint64_t bit = uint64_t{1} << b;
+      const unsigned b = blocks[i] % kGroupBlocks;
+      const uint64_t bit = uint64_t{1} << b;
       // A read stores only into blocks still unknown: a write may have
       // landed while we hashed.
       if (mode == Mode::kFill &&
           ((group.data | group.zero | group.partial) & bit))
         continue;
-      if (zero[i]) {
+      if (leaves.is_zero(i)) {
         update.zero |= bit;
       } else {
         update.data |= bit;
-        update.leaves[b] = leaves.data() + i * digest_size_;
+        update.leaves[b] = leaves.leaf(i);
       }
     }
     update_group_locked(stripe, g, group, update);
@@ -487,7 +389,7 @@ void BlockTable::store_full_blocks(uint64_t first, uint64_t count,
 
 void BlockTable::apply(uint64_t offset, uint64_t length, const uint8_t* data,
                        Mode mode) {
-  check_range(offset, length);
+  layout_.check_range(offset, length);
   if (length == 0) return;
   const uint64_t end = offset + length;
   const uint32_t block_size = parameters_.block_size();
@@ -495,13 +397,13 @@ void BlockTable::apply(uint64_t offset, uint64_t length, const uint8_t* data,
   const uint64_t last = (end - 1) / block_size;
 
   auto covered = [&](uint64_t block) {
-    return offset <= block_offset(block) &&
-           end >= block_offset(block) + block_length(block);
+    return offset <= layout_.block_offset(block) &&
+           end >= layout_.block_offset(block) + layout_.block_length(block);
   };
   auto piece = [&](uint64_t block) {
-    uint64_t lo = std::max(offset, block_offset(block));
-    uint64_t hi = std::min(end, block_offset(block) + block_length(block));
-    apply_piece(block, static_cast<uint32_t>(lo - block_offset(block)),
+    uint64_t lo = std::max(offset, layout_.block_offset(block));
+    uint64_t hi = std::min(end, layout_.block_offset(block) + layout_.block_length(block));
+    apply_piece(block, static_cast<uint32_t>(lo - layout_.block_offset(block)),
                 static_cast<uint32_t>(hi - lo),
                 data ? data + (lo - offset) : nullptr, mode);
   };
@@ -512,7 +414,7 @@ void BlockTable::apply(uint64_t offset, uint64_t length, const uint8_t* data,
   uint64_t full_end = covered(last) ? last + 1 : last;
   if (full_first < full_end)
     store_full_blocks(full_first, full_end - full_first,
-                      data ? data + (block_offset(full_first) - offset)
+                      data ? data + (layout_.block_offset(full_first) - offset)
                            : nullptr,
                       mode);
   fold_if_wanted();
@@ -535,7 +437,7 @@ void BlockTable::fill_zero(uint64_t offset, uint64_t length) {
 }
 
 void BlockTable::forget(uint64_t offset, uint64_t length) {
-  check_range(offset, length);
+  layout_.check_range(offset, length);
   if (length == 0) return;
   const uint64_t end = offset + length;
   const uint32_t block_size = parameters_.block_size();
@@ -547,12 +449,12 @@ void BlockTable::forget(uint64_t offset, uint64_t length) {
     uint64_t from = std::max(first, g * kGroupBlocks);
     uint64_t to = std::min(last + 1, (g + 1) * kGroupBlocks);
     for (uint64_t b = from; b < to; b++) {
-      uint64_t lo = std::max(offset, block_offset(b));
-      uint64_t hi = std::min(end, block_offset(b) + block_length(b));
-      if (lo == block_offset(b) && hi == block_offset(b) + block_length(b))
+      uint64_t lo = std::max(offset, layout_.block_offset(b));
+      uint64_t hi = std::min(end, layout_.block_offset(b) + layout_.block_length(b));
+      if (lo == layout_.block_offset(b) && hi == layout_.block_offset(b) + layout_.block_length(b))
         mask |= uint64_t{1} << (b % kGroupBlocks);
       else
-        forget_piece(b, static_cast<uint32_t>(lo - block_offset(b)),
+        forget_piece(b, static_cast<uint32_t>(lo - layout_.block_offset(b)),
                      static_cast<uint32_t>(hi - lo));
     }
     if (mask) set_group_masks(g, 0, mask, Mode::kPut);
@@ -565,28 +467,8 @@ void BlockTable::forget(uint64_t offset, uint64_t length) {
 void BlockTable::add_group_leaves_locked(RootBuilder& root, uint64_t group,
                                          const Group& group_state,
                                          std::vector<uint8_t>& batch) const {
-  const uint64_t first_block = group * kGroupBlocks;
-  const unsigned n = blocks_in_group(group);
-  const bool has_last_block = first_block + n == block_count_;
-  if ((group_state.zero & low_bits(n)) == low_bits(n) && !has_last_block) {
-    root.add_zero_leaves(n);
-    return;
-  }
-  batch.resize(kGroupBlocks * digest_size_);
-  size_t slot = 0;
-  for (unsigned bit = 0; bit < n; bit++) {
-    uint8_t* out = batch.data() + bit * digest_size_;
-    if ((group_state.data >> bit) & 1) {
-      std::memcpy(out, group_state.digests.get() + slot++ * digest_size_,
-                  digest_size_);
-    } else {
-      const DigestValue& zero = first_block + bit == block_count_ - 1
-                                    ? last_zero_leaf_
-                                    : parameters_.zero_leaf();
-      std::memcpy(out, zero.data(), digest_size_);
-    }
-  }
-  root.add_leaves(batch.data(), n);
+  hasher_.add_leaves(root, group * kGroupBlocks, layout_.blocks_in_group(group),
+                     group_state.data, group_state.digests.get(), batch);
 }
 
 void BlockTable::fold_if_wanted() {
@@ -602,7 +484,7 @@ void BlockTable::fold_if_wanted() {
 
 void BlockTable::fold_locked() {
   std::vector<uint8_t> batch;
-  for (uint64_t g = folded_groups_.load(); g < group_count(); g++) {
+  for (uint64_t g = folded_groups_.load(); g < layout_.group_count(); g++) {
     {
       Stripe& stripe = stripe_of(g);
       std::lock_guard lock(stripe.mutex);
@@ -664,15 +546,15 @@ void BlockTable::unfold(uint64_t group) {
   // loses a read's fill (a write retries).  known_blocks_ drops before
   // the front, so an update to an unfolded group counts after it.
   const uint64_t first_block = restart * kGroupBlocks;
-  const uint64_t end_block = std::min(front * kGroupBlocks, block_count_);
+  const uint64_t end_block = std::min(front * kGroupBlocks, layout_.block_count());
   known_blocks_ -= end_block - first_block;
-  unfolded_bytes_ += block_offset(end_block - 1) + block_length(end_block - 1) -
-                     block_offset(first_block);
+  unfolded_bytes_ += layout_.block_offset(end_block - 1) + layout_.block_length(end_block - 1) -
+                     layout_.block_offset(first_block);
   folded_groups_.store(restart, std::memory_order_release);
 }
 
 uint64_t BlockTable::folded_blocks() const {
-  return std::min(folded_groups_.load() * kGroupBlocks, block_count_);
+  return std::min(folded_groups_.load() * kGroupBlocks, layout_.block_count());
 }
 
 // --- Queries -----------------------------------------------------------------
@@ -682,25 +564,25 @@ std::optional<DigestValue> BlockTable::root() const {
   std::lock_guard fold_lock(fold_mutex_);
   RootBuilder root = fold_ ? prefix_->clone() : RootBuilder(parameters_);
   std::vector<uint8_t> batch;
-  for (uint64_t g = folded_groups_.load(); g < group_count(); g++) {
+  for (uint64_t g = folded_groups_.load(); g < layout_.group_count(); g++) {
     Stripe& stripe = stripe_of(g);
     std::lock_guard lock(stripe.mutex);
     const Group* group = find_group(g);
     if (!group || !group_known_locked(g, *group)) return std::nullopt;
     add_group_leaves_locked(root, g, *group, batch);
   }
-  return root.finish(length_);
+  return root.finish(layout_.length());
 }
 
 std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
                                                   size_t max_ranges) const {
   std::vector<ByteRange> ranges;
-  if (start >= length_ || max_ranges == 0) return ranges;
+  if (start >= layout_.length() || max_ranges == 0) return ranges;
 
-  // Adds [offset, offset + n) clipped to [start, length_); false when
+  // Adds [offset, offset + n) clipped to [start, layout_.length()); false when
   // the list is full.
   auto add = [&](uint64_t offset, uint64_t n) {
-    uint64_t end = std::min(offset + n, length_);
+    uint64_t end = std::min(offset + n, layout_.length());
     offset = std::max(offset, start);
     if (offset >= end) return true;
     if (!ranges.empty() && ranges.back().end() == offset) {
@@ -715,9 +597,9 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
   const uint64_t first_group =
       std::max(start / parameters_.block_size() / kGroupBlocks,
                folded_groups_.load());
-  for (uint64_t g = first_group; g < group_count(); g++) {
+  for (uint64_t g = first_group; g < layout_.group_count(); g++) {
     const uint64_t first_block = g * kGroupBlocks;
-    const unsigned n = blocks_in_group(g);
+    const unsigned n = layout_.blocks_in_group(g);
     Stripe& stripe = stripe_of(g);
     std::lock_guard lock(stripe.mutex);
     if (is_folded(g)) continue;  // folded since we started
@@ -726,18 +608,18 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
       // A whole untouched segment: one range, then skip past it.
       uint64_t segment_end_group = g + kSegmentGroups;
       uint64_t end_block = std::min(segment_end_group * kGroupBlocks,
-                                    block_count_);
-      if (!add(block_offset(first_block),
-               block_offset(end_block) - block_offset(first_block)))
+                                    layout_.block_count());
+      if (!add(layout_.block_offset(first_block),
+               layout_.block_offset(end_block) - layout_.block_offset(first_block)))
         return ranges;
       g = segment_end_group - 1;
       continue;
     }
     if (!group_state) {
-      if (!add(block_offset(first_block),
-               block_offset(first_block + n - 1) +
-                   block_length(first_block + n - 1) -
-                   block_offset(first_block)))
+      if (!add(layout_.block_offset(first_block),
+               layout_.block_offset(first_block + n - 1) +
+                   layout_.block_length(first_block + n - 1) -
+                   layout_.block_offset(first_block)))
         return ranges;
       continue;
     }
@@ -746,10 +628,10 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
       const uint64_t block = first_block + bit;
       if ((group.partial >> bit) & 1) {
         for (const ByteRange& gap : stripe.partials.at(block)->missing())
-          if (!add(block_offset(block) + gap.offset, gap.length))
+          if (!add(layout_.block_offset(block) + gap.offset, gap.length))
             return ranges;
       } else if (!(((group.data | group.zero) >> bit) & 1)) {
-        if (!add(block_offset(block), block_length(block))) return ranges;
+        if (!add(layout_.block_offset(block), layout_.block_length(block))) return ranges;
       }
     }
   }
@@ -764,8 +646,8 @@ uint64_t BlockTable::unknown_bytes() const {
 
 BlockTable::Counts BlockTable::counts() const {
   Counts counts;
-  for (uint64_t g = 0; g < group_count(); g++) {
-    const unsigned n = blocks_in_group(g);
+  for (uint64_t g = 0; g < layout_.group_count(); g++) {
+    const unsigned n = layout_.blocks_in_group(g);
     Stripe& stripe = stripe_of(g);
     std::lock_guard lock(stripe.mutex);
     if (is_folded(g)) {

@@ -66,23 +66,20 @@
 #include <unordered_map>
 #include <vector>
 
+#include "block_layout.h"
+#include "byte_range.h"
 #include "hash_pool.h"
+#include "leaf_hasher.h"
+#include "parameters.h"
 #include "partial_block.h"
 #include "root.h"
 
 namespace blkhash {
 
-// Thrown when an image has more blocks than a table will track.
-class ImageTooLarge : public std::length_error {
- public:
-  ImageTooLarge(uint64_t length, uint32_t block_size);
-};
-
 class BlockTable {
  public:
-  // Most blocks a table tracks: 2^32 (256 TiB at 64K blocks).  Folding
-  // more leaves than that would take hours even for an image of zeros.
-  static constexpr uint64_t kMaxBlocks = uint64_t{1} << 32;
+  // Most blocks a table tracks (BlockLayout): 2^32, 256 TiB at 64K.
+  static constexpr uint64_t kMaxBlocks = BlockLayout::kMaxBlocks;
 
   // Whether to fold the settled prefix of leaves (see above).
   enum class Fold { kNone, kSettledPrefix };
@@ -97,8 +94,8 @@ class BlockTable {
   BlockTable& operator=(const BlockTable&) = delete;
 
   const Parameters& parameters() const { return parameters_; }
-  uint64_t length() const { return length_; }
-  uint64_t block_count() const { return block_count_; }
+  uint64_t length() const { return layout_.length(); }
+  uint64_t block_count() const { return layout_.block_count(); }
 
   // Ranges must lie within [0, length()); a range beyond throws
   // std::out_of_range.
@@ -112,7 +109,9 @@ class BlockTable {
   std::optional<DigestValue> root() const;
 
   // True when every block is data or zero (root() will answer).
-  bool complete() const { return known_blocks_.load() == block_count_; }
+  bool complete() const {
+    return known_blocks_.load() == layout_.block_count();
+  }
 
   // How many times the table has become complete: a caller that sees
   // this change across its update knows the image was completed then.
@@ -144,17 +143,12 @@ class BlockTable {
   size_t memory_bytes() const { return memory_bytes_.load(); }
 
   // Bytes hashed into leaves so far (zero blocks are not hashed).
-  uint64_t bytes_hashed() const { return bytes_hashed_.load(); }
+  uint64_t bytes_hashed() const { return hasher_.bytes_hashed(); }
 
  private:
-  static constexpr unsigned kGroupBlocks = 64;
-  static constexpr unsigned kSegmentGroups = 1024;
-  static constexpr uint64_t kSegmentBlocks =
-      uint64_t{kGroupBlocks} * kSegmentGroups;
+  static constexpr unsigned kGroupBlocks = BlockLayout::kGroupBlocks;
+  static constexpr unsigned kSegmentGroups = BlockLayout::kRegionGroups;
   static constexpr unsigned kStripes = 256;
-  // Hash on the pool only ranges of at least this many bytes, and only
-  // with a digest that is not DigestAlgorithm::is_fast().
-  static constexpr uint64_t kPoolMinBytes = 1u << 20;
   // Fold checkpoints kept at the start of the latest regions, besides
   // those of regions 0 and 2^k.
   static constexpr uint64_t kRecentCheckpoints = 8;
@@ -193,13 +187,6 @@ class BlockTable {
     std::array<const uint8_t*, kGroupBlocks> leaves{};  // for `data` bits
   };
 
-  static uint64_t checked_block_count(uint64_t length, uint32_t block_size);
-  uint64_t block_offset(uint64_t block) const;
-  uint32_t block_length(uint64_t block) const;
-  void check_range(uint64_t offset, uint64_t length) const;
-  uint64_t group_count() const;
-  unsigned blocks_in_group(uint64_t group) const;
-
   Stripe& stripe_of(uint64_t group) const;
   // With the group's stripe locked.  A folded group has no Group state:
   // its blocks are known through folded_groups_ alone.
@@ -219,6 +206,13 @@ class BlockTable {
   void forget_piece(uint64_t block, uint32_t offset, uint32_t n);
   void store_full_blocks(uint64_t first, uint64_t count, const uint8_t* data,
                          Mode mode);
+  // The blocks a read must hash: those still unknown; it completes the
+  // partial ones among them right away.
+  std::vector<uint64_t> blocks_to_fill(uint64_t first, uint64_t count,
+                                       const uint8_t* data);
+  // Stores the leaves of hashed blocks, one group at a time.
+  void store_leaves(std::span<const uint64_t> blocks,
+                    const LeafHasher::Leaves& leaves, Mode mode);
   void set_group_masks(uint64_t group, uint64_t zero, uint64_t unknown,
                        Mode mode);
 
@@ -248,11 +242,9 @@ class BlockTable {
   void change_partial_locked(PartialBlock& partial, Change change);
 
   const Parameters& parameters_;
-  const uint64_t length_;
-  const uint64_t block_count_;
+  const BlockLayout layout_;
   const size_t digest_size_;
-  const DigestValue last_zero_leaf_;  // leaf of the final block, if zero
-  HashPool* const pool_;
+  LeafHasher hasher_;
   const bool fold_;
 
   // Directory of segments: null until a block in it is touched, and again
@@ -285,7 +277,6 @@ class BlockTable {
   std::atomic<size_t> memory_bytes_{0};
   std::atomic<uint64_t> known_blocks_{0};  // blocks in data or zero state
   std::atomic<uint64_t> completions_{0};
-  std::atomic<uint64_t> bytes_hashed_{0};
 };
 
 }  // namespace blkhash
