@@ -29,8 +29,6 @@ GroupStore::GroupStore(const BlockLayout& layout, size_t digest_size)
                   (sizeof(regions_[0]) + sizeof(owned_regions_[0]));
 }
 
-GroupStore::~GroupStore() = default;
-
 Group* GroupStore::find(uint64_t g) const {
   Region* region = regions_[g / BlockLayout::kRegionGroups].load(
       std::memory_order_acquire);

@@ -68,7 +68,6 @@ class GroupStore {
   };
 
   GroupStore(const BlockLayout& layout, size_t digest_size);
-  ~GroupStore();
 
   GroupStore(const GroupStore&) = delete;
   GroupStore& operator=(const GroupStore&) = delete;

@@ -60,8 +60,6 @@ class LeafHasher {
   LeafHasher(const Parameters& parameters, const BlockLayout& layout,
              HashPool* pool);
 
-  size_t digest_size() const { return digest_size_; }
-
   // Hashes blocks[i] (ascending, whole blocks), whose bytes are at
   // data + (blocks[i] - first) * block size, with the policy above.
   Leaves hash_blocks(std::span<const uint64_t> blocks, const uint8_t* data,
