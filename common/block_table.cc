@@ -10,8 +10,9 @@
 // - an observation (a read or a zero extent) sets only unknown bytes, and
 //   a zero extent never completes a block a client wrote or read part of;
 // - a partial block is hashed the moment its last byte is known;
-// - every change to a folded group goes through lock_group(): a write
-//   unfolds first, an observation is dropped.
+// - every change to a group is recorded with its stripe locked, after
+//   may_record_locked(): a write into a folded group unfolds it first, an
+//   observation of one is dropped.
 
 #include "block_table.h"
 
@@ -37,24 +38,17 @@ uint64_t BlockTable::folded_blocks() const {
   return std::min(folded_.front() * kGroupBlocks, layout_.block_count());
 }
 
-// --- Locking a group for a change ---------------------------------------------
+// --- Recording a change to a group --------------------------------------------
 
-BlockTable::StripeLock BlockTable::lock_for_write(uint64_t g) {
-  StripeLock lock(store_.stripe_of(g).mutex);
+bool BlockTable::may_record_locked(uint64_t g, Source source,
+                                   Stripe& stripe) {
   while (folded_.is_folded(g)) {
-    lock.unlock();
+    if (source == Source::kObserved) return false;  // folded blocks are known
+    stripe.mutex.unlock();
     folded_.unfold(g);
-    lock.lock();
+    stripe.mutex.lock();
   }
-  return lock;
-}
-
-std::optional<BlockTable::StripeLock> BlockTable::lock_group(uint64_t g,
-                                                             Source source) {
-  if (source == Source::kWrite) return lock_for_write(g);
-  StripeLock lock(store_.stripe_of(g).mutex);
-  if (folded_.is_folded(g)) return std::nullopt;  // folded blocks are known
-  return lock;
+  return true;
 }
 
 void BlockTable::update_locked(Stripe& stripe, uint64_t g, Group& group,
@@ -172,10 +166,10 @@ void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
                              const uint8_t* data, Source source) {
   const uint64_t g = block / kGroupBlocks;
   const uint64_t bit = block_bit(block);
-  auto lock = lock_group(g, source);
-  if (!lock) return;
   Stripe& stripe = store_.stripe_of(g);
-  Group& group = store_.get(g);
+  MutexLock lock(stripe.mutex);
+  if (!may_record_locked(g, source, stripe)) return;
+  Group& group = store_.get(stripe, g);
 
   PartialBlock* partial;
   if (group.partial & bit) {
@@ -203,9 +197,10 @@ void BlockTable::apply_piece(uint64_t block, uint32_t offset, uint32_t n,
 void BlockTable::forget_piece(uint64_t block, uint32_t offset, uint32_t n) {
   const uint64_t g = block / kGroupBlocks;
   const uint64_t bit = block_bit(block);
-  auto lock = lock_for_write(g);
   Stripe& stripe = store_.stripe_of(g);
-  Group* group = store_.find(g);
+  MutexLock lock(stripe.mutex);
+  may_record_locked(g, Source::kWrite, stripe);  // always true
+  Group* group = store_.find(stripe, g);
   if (!group) return;  // never touched: unknown already
 
   BlockUpdate unknown;
@@ -229,10 +224,10 @@ void BlockTable::forget_piece(uint64_t block, uint32_t offset, uint32_t n) {
 
 void BlockTable::set_group_masks(uint64_t g, uint64_t zero, uint64_t unknown,
                                  Source source) {
-  auto lock = lock_group(g, source);
-  if (!lock) return;
   Stripe& stripe = store_.stripe_of(g);
-  Group* group = zero ? &store_.get(g) : store_.find(g);
+  MutexLock lock(stripe.mutex);
+  if (!may_record_locked(g, source, stripe)) return;
+  Group* group = zero ? &store_.get(stripe, g) : store_.find(stripe, g);
   if (!group) return;  // forgetting blocks never touched
 
   if (source == Source::kObserved) {
@@ -288,10 +283,10 @@ std::vector<uint64_t> BlockTable::blocks_to_fill(uint64_t first,
   std::vector<uint64_t> blocks;
   blocks.reserve(count);
   for_each_group(first, count, [&](uint64_t g, uint64_t mask) {
-    auto lock = lock_group(g, Source::kObserved);
-    if (!lock) return;
     Stripe& stripe = store_.stripe_of(g);
-    Group& group = store_.get(g);
+    MutexLock lock(stripe.mutex);
+    if (!may_record_locked(g, Source::kObserved, stripe)) return;
+    Group& group = store_.get(stripe, g);
     for (uint64_t bits = mask; bits; bits &= bits - 1) {
       const uint64_t b = g * kGroupBlocks + std::countr_zero(bits);
       const uint64_t bit = block_bit(b);
@@ -319,12 +314,13 @@ void BlockTable::store_leaves(std::span<const uint64_t> blocks,
     size_t group_end = i;
     while (group_end < blocks.size() && blocks[group_end] / kGroupBlocks == g)
       group_end++;
-    auto lock = lock_group(g, source);
-    if (!lock) {  // an observation of blocks folded since
-      i = group_end;
+    Stripe& stripe = store_.stripe_of(g);
+    MutexLock lock(stripe.mutex);
+    if (!may_record_locked(g, source, stripe)) {
+      i = group_end;  // an observation of blocks folded since
       continue;
     }
-    Group& group = store_.get(g);
+    Group& group = store_.get(stripe, g);
     BlockUpdate update;
     for (; i < group_end; i++) {
       const unsigned b = blocks[i] % kGroupBlocks;
@@ -341,7 +337,7 @@ void BlockTable::store_leaves(std::span<const uint64_t> blocks,
         update.leaves[b] = leaves.leaf(i);
       }
     }
-    update_locked(store_.stripe_of(g), g, group, update);
+    update_locked(stripe, g, group, update);
   }
 }
 
@@ -377,9 +373,9 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
       start / layout_.block_size() / kGroupBlocks, folded_.front());
   for (uint64_t g = first_group; g < layout_.group_count(); g++) {
     Stripe& stripe = store_.stripe_of(g);
-    std::lock_guard lock(stripe.mutex);
+    MutexLock lock(stripe.mutex);
     if (folded_.is_folded(g)) continue;  // folded since we started
-    const Group* group = store_.find(g);
+    const Group* group = store_.find(stripe, g);
     if (!group && g % BlockLayout::kRegionGroups == 0) {
       // A whole untouched region: one range, then skip past it.
       const uint64_t first_block = g * kGroupBlocks;
@@ -407,12 +403,13 @@ BlockTable::Counts BlockTable::counts() const {
   Counts counts;
   for (uint64_t g = 0; g < layout_.group_count(); g++) {
     const unsigned n = layout_.blocks_in_group(g);
-    std::lock_guard lock(store_.stripe_of(g).mutex);
+    Stripe& stripe = store_.stripe_of(g);
+    MutexLock lock(stripe.mutex);
     if (folded_.is_folded(g)) {
       counts.folded += n;
       continue;
     }
-    const Group* group = store_.find(g);
+    const Group* group = store_.find(stripe, g);
     if (!group) {
       counts.unknown += n;
       continue;

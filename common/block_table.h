@@ -57,7 +57,6 @@
 #define BLKHASH_BLOCK_TABLE_H
 
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
@@ -70,6 +69,7 @@
 #include "leaf_hasher.h"
 #include "parameters.h"
 #include "partial_block.h"
+#include "thread_annotations.h"
 
 namespace blkhash {
 
@@ -144,7 +144,6 @@ class BlockTable {
  private:
   static constexpr unsigned kGroupBlocks = BlockLayout::kGroupBlocks;
   using Stripe = GroupStore::Stripe;
-  using StripeLock = std::unique_lock<std::mutex>;
 
   // Why content is recorded.  kWrite: the client changed it (a write, a
   // zero, a trim, a failed write), which replaces whatever was known.
@@ -152,19 +151,20 @@ class BlockTable {
   // not known yet.
   enum class Source { kWrite, kObserved };
 
-  // g's stripe, locked for recording a change to group g.  A write into a
-  // folded group unfolds it first, so the lock is always there; an
-  // observation of a folded group has nothing to record (its blocks are
-  // known) and gets nothing.
-  StripeLock lock_for_write(uint64_t g);
-  std::optional<StripeLock> lock_group(uint64_t g, Source source);
+  // With g's stripe locked, before recording a change to group g: whether
+  // to record it.  A write always is recorded: a folded group is unfolded
+  // first (the stripe is unlocked meanwhile, and locked again).  An
+  // observation of a folded group is not: its blocks are known already.
+  bool may_record_locked(uint64_t g, Source source, Stripe& stripe)
+      REQUIRES(stripe.mutex);
 
   // With g's stripe locked: stores the update and tells the fold.
   void update_locked(Stripe& stripe, uint64_t g, Group& group,
-                     const BlockUpdate& update);
+                     const BlockUpdate& update) REQUIRES(stripe.mutex);
   // Hashes a partial block whose bytes are all known into a leaf.
   void complete_partial_locked(Stripe& stripe, uint64_t g, Group& group,
-                               uint64_t block, const PartialBlock& partial);
+                               uint64_t block, const PartialBlock& partial)
+      REQUIRES(stripe.mutex);
 
   // Splits [offset, offset + length) at block boundaries: piece(block,
   // offset in block, bytes, offset in range) for the blocks it covers in
@@ -188,7 +188,7 @@ class BlockTable {
   // With g's stripe locked: zero extents complete the partial blocks
   // among `zero` that no client wrote or read part of.
   void fill_zero_partials_locked(Stripe& stripe, uint64_t g, Group& group,
-                                 uint64_t zero);
+                                 uint64_t zero) REQUIRES(stripe.mutex);
   void store_full_blocks(uint64_t first, uint64_t count, const uint8_t* data,
                          Source source);
   // The blocks a read must hash: those still unknown.  It completes the
@@ -202,7 +202,7 @@ class BlockTable {
   // With g's stripe locked: adds the unknown bytes of group g (null: never
   // touched) to `list`; false when the list is full.
   bool add_unknown_locked(Stripe& stripe, uint64_t g, const Group* group,
-                          ByteRangeList& list) const;
+                          ByteRangeList& list) const REQUIRES(stripe.mutex);
 
   const Parameters& parameters_;
   const BlockLayout layout_;

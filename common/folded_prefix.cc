@@ -50,8 +50,8 @@ void FoldedPrefix::fold_if_wanted() {
   // Whoever holds mutex_ folds; a thread that finds it taken leaves
   // wanted_ set, and the holder looks at it again after unlocking.
   while (enabled_ && wanted_.load()) {
-    std::unique_lock lock(mutex_, std::try_to_lock);
-    if (!lock) return;
+    if (!mutex_.try_lock()) return;
+    MutexLock lock(mutex_, std::adopt_lock);
     wanted_ = false;
     fold_locked();
   }
@@ -62,8 +62,8 @@ void FoldedPrefix::fold_locked() {
   for (uint64_t g = front_.load(); g < layout_.group_count(); g++) {
     {
       GroupStore::Stripe& stripe = store_.stripe_of(g);
-      std::lock_guard lock(stripe.mutex);
-      Group* group = store_.find(g);
+      MutexLock lock(stripe.mutex);
+      Group* group = store_.find(stripe, g);
       if (!group || !store_.known_locked(g, *group)) return;
       add_leaves_locked(*prefix_, g, *group, scratch);
       // The blocks stay known, through front_ alone.
@@ -94,7 +94,7 @@ void FoldedPrefix::finish_region_locked(uint64_t r) {
 }
 
 void FoldedPrefix::unfold(uint64_t g) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   const uint64_t front = front_.load();
   if (g >= front) return;  // unfolded by another thread meanwhile
 
@@ -122,12 +122,13 @@ void FoldedPrefix::unfold(uint64_t g) {
 
 std::optional<DigestValue> FoldedPrefix::root() const {
   // Holding mutex_ keeps the front where it is.
-  std::lock_guard fold_lock(mutex_);
+  MutexLock fold_lock(mutex_);
   RootBuilder root = enabled_ ? prefix_->clone() : RootBuilder(parameters_);
   std::vector<uint8_t> scratch;
   for (uint64_t g = front_.load(); g < layout_.group_count(); g++) {
-    std::lock_guard lock(store_.stripe_of(g).mutex);
-    const Group* group = store_.find(g);
+    GroupStore::Stripe& stripe = store_.stripe_of(g);
+    MutexLock lock(stripe.mutex);
+    const Group* group = store_.find(stripe, g);
     if (!group || !store_.known_locked(g, *group)) return std::nullopt;
     add_leaves_locked(root, g, *group, scratch);
   }

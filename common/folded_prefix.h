@@ -33,7 +33,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -42,6 +41,7 @@
 #include "leaf_hasher.h"
 #include "parameters.h"
 #include "root.h"
+#include "thread_annotations.h"
 
 namespace blkhash {
 
@@ -72,15 +72,15 @@ class FoldedPrefix {
 
   // Folds the known groups at the front, if a change asked for it and no
   // other thread is folding (which then does it).  No stripe locked.
-  void fold_if_wanted();
+  void fold_if_wanted() EXCLUDES(mutex_);
 
   // Undoes the fold back to a checkpoint at or before group g, if g is
   // still folded.  No stripe locked.
-  void unfold(uint64_t g);
+  void unfold(uint64_t g) EXCLUDES(mutex_);
 
   // The root, if every block is known: the prefix, continued over the
   // leaves of the groups beyond the front.
-  std::optional<DigestValue> root() const;
+  std::optional<DigestValue> root() const EXCLUDES(mutex_);
 
   // Bytes unfolded so far: known, then unknown again.
   uint64_t unfolded_bytes() const { return unfolded_bytes_.load(); }
@@ -88,10 +88,10 @@ class FoldedPrefix {
   size_t memory_bytes() const { return memory_bytes_.load(); }
 
  private:
-  void fold_locked();  // mutex_ held
-  // mutex_ held: frees folded region r and checkpoints the outer hash at
-  // the start of the next.
-  void finish_region_locked(uint64_t r);
+  void fold_locked() REQUIRES(mutex_);
+  // Frees folded region r and checkpoints the outer hash at the start of
+  // the next.
+  void finish_region_locked(uint64_t r) REQUIRES(mutex_);
   // With g's stripe locked: appends the leaves of known group g.
   void add_leaves_locked(RootBuilder& root, uint64_t g, const Group& group,
                          std::vector<uint8_t>& scratch) const;
@@ -102,12 +102,13 @@ class FoldedPrefix {
   const LeafHasher& hasher_;
   const bool enabled_;
 
-  mutable std::mutex mutex_;  // guards prefix_ and checkpoints_
+  mutable Mutex mutex_;
   // The outer hash over the leaves of every folded group (null if off).
-  std::unique_ptr<RootBuilder> prefix_;
+  std::unique_ptr<RootBuilder> prefix_ GUARDED_BY(mutex_);
   // Region r -> the outer hash over the leaves of regions [0, r).
   // Region 0's (no leaves) is always there.
-  std::map<uint64_t, std::unique_ptr<RootBuilder>> checkpoints_;
+  std::map<uint64_t, std::unique_ptr<RootBuilder>> checkpoints_
+      GUARDED_BY(mutex_);
   // Changes only with mutex_ held (see front()).
   std::atomic<uint64_t> front_{0};
   // A change made the group at the front known.

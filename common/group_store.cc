@@ -16,6 +16,7 @@
 #include "group_store.h"
 
 #include <bit>
+#include <cassert>
 #include <cstring>
 
 namespace blkhash {
@@ -29,17 +30,19 @@ GroupStore::GroupStore(const BlockLayout& layout, size_t digest_size)
                   (sizeof(regions_[0]) + sizeof(owned_regions_[0]));
 }
 
-Group* GroupStore::find(uint64_t g) const {
+Group* GroupStore::find(const Stripe& stripe, uint64_t g) const {
+  assert(&stripe == &stripe_of(g));
   Region* region = regions_[g / BlockLayout::kRegionGroups].load(
       std::memory_order_acquire);
   return region ? &region->groups[g % BlockLayout::kRegionGroups] : nullptr;
 }
 
-Group& GroupStore::get(uint64_t g) {
+Group& GroupStore::get(Stripe& stripe, uint64_t g) {
+  assert(&stripe == &stripe_of(g));
   const uint64_t r = g / BlockLayout::kRegionGroups;
   Region* region = regions_[r].load(std::memory_order_acquire);
   if (!region) {
-    std::lock_guard lock(region_alloc_mutex_);
+    MutexLock lock(region_alloc_mutex_);
     region = regions_[r].load(std::memory_order_acquire);
     if (!region) {
       owned_regions_[r] = std::make_unique<Region>();
@@ -148,7 +151,7 @@ void GroupStore::release_locked(Group& group) {
 }
 
 void GroupStore::free_region(uint64_t r) {
-  std::lock_guard lock(region_alloc_mutex_);
+  MutexLock lock(region_alloc_mutex_);
   regions_[r].store(nullptr, std::memory_order_release);
   if (owned_regions_[r]) memory_bytes_ -= sizeof(Region);
   owned_regions_[r].reset();

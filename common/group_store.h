@@ -13,8 +13,10 @@
 // Locks: group g, and the partial blocks of its blocks, are guarded by
 // the mutex of stripe g % kStripes, so threads working on different parts
 // of the image rarely meet.  Every method named *_locked, and find() and
-// get(), is called with that stripe locked.  The region directory is
-// written under region_alloc_mutex_ (lock order: a stripe, then it).
+// get(), is called with that stripe locked (REQUIRES says so where the
+// stripe is an argument; find() and get() assert it is g's).  The region
+// directory is written under region_alloc_mutex_ (lock order: a stripe,
+// then it).
 //
 // The store also counts what it holds: known blocks (data or zero, and
 // folded ones, which the fold tells it about), how often every block was
@@ -28,12 +30,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "block_layout.h"
 #include "partial_block.h"
+#include "thread_annotations.h"
 
 namespace blkhash {
 
@@ -63,8 +65,9 @@ class GroupStore {
   // The lock of every group g with g % kStripes == this stripe's index,
   // and the partial blocks of those groups.
   struct Stripe {
-    std::mutex mutex;  // guards those groups and `partials`
-    std::unordered_map<uint64_t, std::unique_ptr<PartialBlock>> partials;
+    Mutex mutex;  // guards those groups and `partials`
+    std::unordered_map<uint64_t, std::unique_ptr<PartialBlock>> partials
+        GUARDED_BY(mutex);
   };
 
   GroupStore(const BlockLayout& layout, size_t digest_size);
@@ -76,23 +79,25 @@ class GroupStore {
 
   // With g's stripe locked.  The group, or null if its region was never
   // allocated (or was freed: the caller knows whether g is folded).
-  Group* find(uint64_t g) const;
+  Group* find(const Stripe& stripe, uint64_t g) const REQUIRES(stripe.mutex);
   // The group, allocating its region on first use.
-  Group& get(uint64_t g);
+  Group& get(Stripe& stripe, uint64_t g) REQUIRES(stripe.mutex);
   // Every block of the group is data or zero.
   bool known_locked(uint64_t g, const Group& group) const;
 
   // Applies `update` to group g: partial blocks it touches are freed,
   // digests stored, known blocks counted.
   void update_locked(Stripe& stripe, uint64_t g, Group& group,
-                     const BlockUpdate& update);
+                     const BlockUpdate& update) REQUIRES(stripe.mutex);
 
   // The PartialBlock of a block whose partial bit is set.
-  PartialBlock& partial_locked(Stripe& stripe, uint64_t block) const;
+  PartialBlock& partial_locked(Stripe& stripe, uint64_t block) const
+      REQUIRES(stripe.mutex);
   // Makes `block` (of group g) partial: a new PartialBlock, all zeros if
   // `known_zero`, else nothing known; what was known of it is dropped.
   PartialBlock& make_partial_locked(Stripe& stripe, uint64_t g, Group& group,
-                                    uint64_t block, bool known_zero);
+                                    uint64_t block, bool known_zero)
+      REQUIRES(stripe.mutex);
   // Runs change(partial), keeping memory_bytes() exact.
   template <typename Change>
   void change_partial_locked(PartialBlock& partial, Change change) {
@@ -108,7 +113,7 @@ class GroupStore {
   void release_locked(Group& group);
   // Frees region r, all of whose groups are folded.  The caller ensures
   // no thread holds a pointer into it (folded_prefix.cc says why).
-  void free_region(uint64_t r);
+  void free_region(uint64_t r) EXCLUDES(region_alloc_mutex_);
   // `blocks` folded blocks became unknown (the fold went back).
   void unknown_again(uint64_t blocks) { known_blocks_ -= blocks; }
 
@@ -124,7 +129,8 @@ class GroupStore {
     std::array<Group, BlockLayout::kRegionGroups> groups;
   };
 
-  void erase_partial_locked(Stripe& stripe, uint64_t block);
+  void erase_partial_locked(Stripe& stripe, uint64_t block)
+      REQUIRES(stripe.mutex);
   void store_digests_locked(Group& group, uint64_t new_data,
                             const BlockUpdate& update);
   void count_known(int before, int after);
@@ -140,8 +146,9 @@ class GroupStore {
   // it is set under that lock and region_alloc_mutex_, and cleared under
   // the fold's lock and region_alloc_mutex_.
   std::vector<std::atomic<Region*>> regions_;
-  std::mutex region_alloc_mutex_;  // guards owned_regions_
-  std::vector<std::unique_ptr<Region>> owned_regions_;  // by region
+  Mutex region_alloc_mutex_;
+  std::vector<std::unique_ptr<Region>> owned_regions_  // by region
+      GUARDED_BY(region_alloc_mutex_);
 
   std::atomic<uint64_t> known_blocks_{0};
   std::atomic<uint64_t> completions_{0};

@@ -11,14 +11,14 @@
 #ifndef BLKHASH_HASH_POOL_H
 #define BLKHASH_HASH_POOL_H
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "thread_annotations.h"
 
 namespace blkhash {
 
@@ -41,11 +41,11 @@ class HashPool {
   void worker_loop();
   static void run_items(Job& job);
 
-  std::mutex mutex_;  // guards queue_, idle_workers_, stopping_
-  std::condition_variable work_ready_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  unsigned idle_workers_ = 0;
-  bool stopping_ = false;
+  Mutex mutex_;
+  CondVar work_ready_;
+  std::deque<std::shared_ptr<Job>> queue_ GUARDED_BY(mutex_);
+  unsigned idle_workers_ GUARDED_BY(mutex_) = 0;
+  bool stopping_ GUARDED_BY(mutex_) = false;
 
   std::vector<std::thread> threads_;
 };
