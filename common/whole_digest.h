@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "digest.h"
-#include "partial_block.h"  // ByteRange
+#include "byte_range.h"
 
 namespace blkhash {
 
