@@ -61,7 +61,7 @@ void WholeDigest::observe_zero(uint64_t offset, uint64_t length) {
 void WholeDigest::forget(uint64_t offset, uint64_t length) {
   check_range(offset, length);
   if (length == 0) return;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (offset < cursor_) stale_ = true;
   const uint64_t from = std::max(offset, cursor_);
   if (from < offset + length) erase_locked(from, offset + length);
@@ -75,7 +75,7 @@ void WholeDigest::put(uint64_t offset, uint64_t length, const uint8_t* data,
   const uint64_t end = offset + length;
   auto bytes_at = [&](uint64_t at) { return data ? data + (at - base) : nullptr; };
 
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (offset < cursor_) {
     // Already hashed: a read saw what was hashed; a write changed it.
     if (source == Source::kWrite) stale_ = true;
@@ -101,7 +101,7 @@ void WholeDigest::put(uint64_t offset, uint64_t length, const uint8_t* data,
     for (const ByteRange& gap : gaps)
       insert_locked(gap.offset, gap.length, bytes_at(gap.offset));
   }
-  advance(lock);
+  advance();
 }
 
 void WholeDigest::erase_locked(uint64_t offset, uint64_t end) {
@@ -137,7 +137,7 @@ void WholeDigest::insert_locked(uint64_t offset, uint64_t length,
   pieces_.emplace(offset, std::move(piece));
 }
 
-void WholeDigest::advance(std::unique_lock<std::mutex>& lock) {
+void WholeDigest::advance() {
   if (advancing_) return;  // that thread will take our piece too
   advancing_ = true;
   while (!pieces_.empty() && pieces_.begin()->first == cursor_) {
@@ -145,16 +145,16 @@ void WholeDigest::advance(std::unique_lock<std::mutex>& lock) {
     const Piece& piece = node.mapped();
     buffered_ -= piece.bytes.size();
     cursor_ += piece.length;
-    lock.unlock();
+    mutex_.unlock();
     try {
       hash_piece(piece);
     } catch (...) {
-      lock.lock();
+      mutex_.lock();
       stale_ = true;  // the digest missed bytes: never report it
       advancing_ = false;
       throw;
     }
-    lock.lock();
+    mutex_.lock();
     hashed_ += piece.length;
   }
   advancing_ = false;
@@ -173,27 +173,27 @@ void WholeDigest::hash_piece(const Piece& piece) {
 }
 
 uint64_t WholeDigest::cursor() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return cursor_;
 }
 
 bool WholeDigest::stale() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return stale_;
 }
 
 bool WholeDigest::over_window() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return buffered_ > window_;
 }
 
 uint64_t WholeDigest::buffered_bytes() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return buffered_;
 }
 
 std::optional<ByteRange> WholeDigest::claim_gap(uint64_t max_length) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (gap_claimed_ || stale_ || cursor_ >= length_) return std::nullopt;
   const uint64_t next = pieces_.empty() ? length_ : pieces_.begin()->first;
   if (next == cursor_) return std::nullopt;  // ready: being hashed
@@ -202,12 +202,12 @@ std::optional<ByteRange> WholeDigest::claim_gap(uint64_t max_length) {
 }
 
 void WholeDigest::release_gap() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   gap_claimed_ = false;
 }
 
 std::optional<DigestValue> WholeDigest::final() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (stale_ || advancing_ || hashed_ != length_) return std::nullopt;
   std::vector<uint8_t> out(digest_size_);
   hasher_->clone()->finish(out.data());

@@ -34,12 +34,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "digest.h"
+#include "thread_annotations.h"
 #include "byte_range.h"
 
 namespace blkhash {
@@ -93,13 +93,14 @@ class WholeDigest {
   void check_range(uint64_t offset, uint64_t length) const;
   // Stores [offset, offset + length) of `data` (null: zeros).
   void put(uint64_t offset, uint64_t length, const uint8_t* data,
-           Source source);
-  // mutex_ held: removes [offset, end) from the buffer.
-  void erase_locked(uint64_t offset, uint64_t end);
-  void insert_locked(uint64_t offset, uint64_t length, const uint8_t* data);
-  // Hashes every piece ready at the cursor; `lock` (on mutex_) is
-  // released while hashing.
-  void advance(std::unique_lock<std::mutex>& lock);
+           Source source) EXCLUDES(mutex_);
+  // Removes [offset, end) from the buffer.
+  void erase_locked(uint64_t offset, uint64_t end) REQUIRES(mutex_);
+  void insert_locked(uint64_t offset, uint64_t length, const uint8_t* data)
+      REQUIRES(mutex_);
+  // Hashes every piece ready at the cursor; mutex_ is released while
+  // hashing, and held again on return.
+  void advance() REQUIRES(mutex_);
   void hash_piece(const Piece& piece);
 
   const uint64_t length_;
@@ -107,14 +108,15 @@ class WholeDigest {
   const size_t digest_size_;
   std::unique_ptr<Hasher> hasher_;  // used by the advancing thread only
 
-  mutable std::mutex mutex_;  // guards everything below
-  std::map<uint64_t, Piece> pieces_;  // by offset, all >= cursor_
-  uint64_t cursor_ = 0;
-  uint64_t buffered_ = 0;  // data bytes in pieces_
-  uint64_t hashed_ = 0;    // bytes the digest has consumed (<= cursor_)
-  bool advancing_ = false;
-  bool stale_ = false;
-  bool gap_claimed_ = false;
+  mutable Mutex mutex_;  // guards everything below
+  std::map<uint64_t, Piece> pieces_ GUARDED_BY(mutex_);  // by offset, >= cursor_
+  uint64_t cursor_ GUARDED_BY(mutex_) = 0;
+  uint64_t buffered_ GUARDED_BY(mutex_) = 0;  // data bytes in pieces_
+  // Bytes the digest has consumed (<= cursor_).
+  uint64_t hashed_ GUARDED_BY(mutex_) = 0;
+  bool advancing_ GUARDED_BY(mutex_) = false;
+  bool stale_ GUARDED_BY(mutex_) = false;
+  bool gap_claimed_ GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace blkhash
