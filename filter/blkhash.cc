@@ -133,16 +133,17 @@ int blkhash_config_complete(nbdkit_next_config_complete* next,
   configured = true;
   if (guarded("config", nullptr, -1, [] { return config.complete(); }) == -1)
     return -1;
-  init_log();
   return next(nxdata);
 }
 
 int blkhash_get_ready(int model) {
   thread_model = model;
+  init_log();
   return 0;
 }
 
 int blkhash_after_fork(nbdkit_backend*) {
+  note_fork();
   install_interrupt_handlers();
   try {
     unsigned cores = std::thread::hardware_concurrency();

@@ -79,7 +79,10 @@ void ExportState::report_through_locked(std::unique_lock<std::mutex>& lock,
         std::lock_guard relock(mutex_);
         ready = ensure_table_locked(next) == 0;
       }
-      if (ready) report(next);
+      if (ready)
+        report(next);
+      else
+        report_unavailable(next);
       next->finalize(next);
     }
     nbdkit_next_context_close(next);
@@ -165,6 +168,19 @@ void ExportState::compute_whole(nbdkit_next* next, Report& report) {
     whole_ = std::move(fresh);
   }
   report.whole_read = read;
+}
+
+void ExportState::report_unavailable(nbdkit_next* next) {
+  Report report;
+  report.label = config_.parameters->label();
+  report.export_name = name_;
+  int64_t size = next->get_size(next);
+  report.size = size == -1 ? 0 : static_cast<uint64_t>(size);
+  report.error = "the export cannot be hashed (see the error before)";
+  publish(report, config_);
+  std::lock_guard lock(mutex_);
+  description_ = report.line();
+  verdict_ = report.verdict();
 }
 
 void ExportState::report(nbdkit_next* next) {

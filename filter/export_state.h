@@ -142,6 +142,8 @@ class ExportState {
   void report_through_locked(std::unique_lock<std::mutex>& lock,
                              nbdkit_backend* backend, int shared);
   void report(nbdkit_next* next);
+  // A report that says the export cannot be hashed (no table).
+  void report_unavailable(nbdkit_next* next);
   Report compute_report(nbdkit_next* next);
   // The whole-image digest's part of a report.
   void compute_whole(nbdkit_next* next, Report& report);

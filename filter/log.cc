@@ -2,10 +2,10 @@
 
 #include "log.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
-#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -13,21 +13,17 @@ namespace blkhash::filter {
 
 namespace {
 
-LogTo log_to = LogTo::kDefault;  // written by init_log() only
+// Written by init_log() and note_fork() only, before any report.
+LogTo log_to = LogTo::kDefault;
+pid_t pid_at_init = 0;
+bool captive = false;  // --run
+bool in_background = false;
 
 LogTo parse_destination(std::string_view value) {
   if (value == "stderr") return LogTo::kStderr;
   if (value == "syslog") return LogTo::kSyslog;
   if (value == "null") return LogTo::kNull;
   return LogTo::kDefault;
-}
-
-// nbdkit in the background points stderr at /dev/null and logs to syslog.
-bool stderr_is_discarded() {
-  struct stat err, null;
-  if (fstat(STDERR_FILENO, &err) == -1) return true;
-  if (stat("/dev/null", &null) == -1) return false;
-  return S_ISCHR(err.st_mode) && err.st_rdev == null.st_rdev;
 }
 
 }  // namespace
@@ -58,12 +54,16 @@ void init_log() {
     start = end + 1;
   }
   log_to = log_choice(args);
+  captive = std::find(args.begin(), args.end(), "--run") != args.end();
+  pid_at_init = getpid();
 }
+
+void note_fork() { in_background = getpid() != pid_at_init && !captive; }
 
 void log_line(const std::string& line) {
   LogTo to = log_to;
   if (to == LogTo::kDefault)
-    to = stderr_is_discarded() ? LogTo::kSyslog : LogTo::kStderr;
+    to = in_background ? LogTo::kSyslog : LogTo::kStderr;
   switch (to) {
     case LogTo::kSyslog:
       syslog(LOG_DAEMON | LOG_NOTICE, "%s", line.c_str());

@@ -7,12 +7,15 @@
 //   --log=stderr    standard error, as "nbdkit: <line>"
 //   --log=syslog    syslog, facility daemon (as nbdkit), priority notice
 //   --log=null      nowhere
-//   (default)       standard error in the foreground (-f, --run, -v ...),
-//                   syslog once nbdkit has forked into the background
-//                   (its stderr is then /dev/null)
+//   (default)       syslog if nbdkit forked into the background, else
+//                   standard error (-f, --run, -s, socket activation)
 //
 // nbdkit does not tell filters its --log choice, so it is read from the
-// server's command line (/proc/self/cmdline) once, by init_log().
+// server's command line (/proc/self/cmdline) once, by init_log().  Nor
+// does it say whether it forked into the background: it did if the
+// process changed between .get_ready and .after_fork (note_fork()) other
+// than for --run (whose command runs in the parent, the server in a
+// child).
 
 #ifndef BLKHASH_FILTER_LOG_H
 #define BLKHASH_FILTER_LOG_H
@@ -30,8 +33,11 @@ enum class LogTo { kDefault, kStderr, kSyslog, kNull };
 LogTo log_choice(const std::vector<std::string>& args);
 
 // Reads the choice from /proc/self/cmdline.  Call once, single-threaded,
-// before the first log_line().
+// in .get_ready.
 void init_log();
+
+// Call in .after_fork: learns whether nbdkit forked into the background.
+void note_fork();
 
 // Writes one report line (no newline) to the destination.  Thread safe:
 // one write() per line, so lines never interleave.
