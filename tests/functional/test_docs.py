@@ -60,6 +60,7 @@ DOCS_TEST_ONLY=TEXT runs only the examples whose place ("README.md:12
 script and output.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -102,6 +103,9 @@ REPORT_LINE = re.compile(
     r"(?: expect=(?P<expect>verified|MISMATCH expected=[0-9a-f]+))?"
     r"(?: verify=(?P<verify>match|MISMATCH|incomplete)"
     r"(?: readback=[0-9a-f]+| verify-error=" + QUOTED + r") verify-read=[0-9]+)?"
+    r"(?: whole=(?P<whole_alg>[a-z0-9-]+):(?P<whole>[0-9a-f]+|incomplete)"
+    r" whole-read=[0-9]+(?: whole-error=" + QUOTED +
+    r"| whole-expect=(?:verified|MISMATCH whole-expected=[0-9a-f]+))?)?"
     r" verdict=(?P<verdict>match|mismatch|incomplete|computed)$")
 # What looks like a report line (to find the ones that do not parse).
 REPORT_START = re.compile(r"^nbdkit: blkhash: [a-z0-9-]+/[0-9]+[KM]? ")
@@ -366,6 +370,20 @@ class Runner:
             self.references[key] = reference(source, digest, block_size)
         return self.references[key]
 
+    def whole_reference(self, kind, algorithm):
+        """hashlib's ordinary digest of `kind` (as reference())."""
+        key = ("whole", kind, algorithm)
+        if key not in self.references:
+            name, _, span = {"disk": "disk.img", "qcow2": "src.qcow2"}.get(
+                kind, kind).partition(":")
+            with open(os.path.join(self.template, name), "rb") as f:
+                data = f.read()
+            if span:
+                offset, length = (int(x) for x in span.split(":"))
+                data = data[offset:offset + length]
+            self.references[key] = hashlib.new(algorithm, data).hexdigest()
+        return self.references[key]
+
     def kind(self, ex):
         kind = ex.directive.get("reference")
         if kind:
@@ -385,8 +403,13 @@ class Runner:
 
     def hex_value(self, ex):
         kind = self.kind(ex)
-        right = self.reference("disk" if kind == "none" else kind,
-                               *label_of(ex.text))
+        whole = re.search(r"blkhash-expect=([a-z0-9-]+):HEX\b", ex.text)
+        if whole:  # the ordinary digest of the whole image
+            right = self.whole_reference("disk" if kind == "none" else kind,
+                                         whole.group(1))
+        else:
+            right = self.reference("disk" if kind == "none" else kind,
+                                   *label_of(ex.text))
         if ex.directive.get("hex") == "wrong":
             # Every digit changed: 0->1, ..., e->f, f->0.
             return right.translate(str.maketrans("0123456789abcdef",
@@ -490,6 +513,10 @@ def check_example(runner, ex):
         ok &= check(m.group("verdict") == verdict,
                     "%s: verdict=%s, the text implies %s" %
                     (what, m.group("verdict"), verdict), r)
+        if (kind != "none" and m.group("whole") not in (None, "incomplete")):
+            want = runner.whole_reference(kind, m.group("whole_alg"))
+            ok &= check(m.group("whole") == want,
+                        "%s: whole= is not hashlib's %s" % (what, want), r)
         if kind != "none" and m.group("hex") != "incomplete":
             want = runner.reference(kind, m.group("digest"),
                                     parse_block_size(m.group("bs")))
