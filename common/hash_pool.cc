@@ -19,10 +19,10 @@ struct HashPool::Job {
   size_t count;
   std::atomic<size_t> next_item{0};
 
-  std::mutex mutex;  // guards finished, error
-  std::condition_variable all_finished;
-  size_t finished = 0;
-  std::exception_ptr error;
+  Mutex mutex;
+  CondVar all_finished;
+  size_t finished GUARDED_BY(mutex) = 0;
+  std::exception_ptr error GUARDED_BY(mutex);
 };
 
 HashPool::HashPool(unsigned workers) {
@@ -33,7 +33,7 @@ HashPool::HashPool(unsigned workers) {
 
 HashPool::~HashPool() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stopping_ = true;
   }
   work_ready_.notify_all();
@@ -54,17 +54,17 @@ void HashPool::run_items(Job& job) {
     done++;
   }
   if (done == 0) return;
-  std::lock_guard lock(job.mutex);
+  MutexLock lock(job.mutex);
   if (error && !job.error) job.error = error;
   job.finished += done;
   if (job.finished == job.count) job.all_finished.notify_all();
 }
 
 void HashPool::worker_loop() {
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   for (;;) {
     idle_workers_++;
-    work_ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    while (!stopping_ && queue_.empty()) work_ready_.wait(lock);
     idle_workers_--;
     if (stopping_) return;
     std::shared_ptr<Job> job = std::move(queue_.front());
@@ -89,7 +89,7 @@ void HashPool::parallel_for(size_t count,
 
   unsigned helpers = 0;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     // Only ask workers that are idle now (minus those already woken for
     // other jobs): never queue behind busy ones.
     size_t idle = idle_workers_ > queue_.size() ? idle_workers_ - queue_.size()
@@ -101,8 +101,8 @@ void HashPool::parallel_for(size_t count,
 
   run_items(*job);
 
-  std::unique_lock lock(job->mutex);
-  job->all_finished.wait(lock, [&] { return job->finished == job->count; });
+  MutexLock lock(job->mutex);
+  while (job->finished != job->count) job->all_finished.wait(lock);
   if (job->error) std::rethrow_exception(job->error);
 }
 

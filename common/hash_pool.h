@@ -11,14 +11,14 @@
 #ifndef BLKHASH_HASH_POOL_H
 #define BLKHASH_HASH_POOL_H
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "thread_annotations.h"
 
 namespace blkhash {
 
@@ -31,8 +31,6 @@ class HashPool {
   HashPool(const HashPool&) = delete;
   HashPool& operator=(const HashPool&) = delete;
 
-  unsigned workers() const { return static_cast<unsigned>(threads_.size()); }
-
   // Runs fn(i) for every i in [0, count) and returns when all are done.
   // The first exception thrown by fn is rethrown here.
   void parallel_for(size_t count, const std::function<void(size_t)>& fn);
@@ -43,11 +41,11 @@ class HashPool {
   void worker_loop();
   static void run_items(Job& job);
 
-  std::mutex mutex_;  // guards queue_, idle_workers_, stopping_
-  std::condition_variable work_ready_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  unsigned idle_workers_ = 0;
-  bool stopping_ = false;
+  Mutex mutex_;
+  CondVar work_ready_;
+  std::deque<std::shared_ptr<Job>> queue_ GUARDED_BY(mutex_);
+  unsigned idle_workers_ GUARDED_BY(mutex_) = 0;
+  bool stopping_ GUARDED_BY(mutex_) = false;
 
   std::vector<std::thread> threads_;
 };

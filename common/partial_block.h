@@ -21,15 +21,9 @@
 #include <span>
 #include <vector>
 
-namespace blkhash {
+#include "byte_range.h"
 
-// A byte range [offset, offset + length).
-struct ByteRange {
-  uint64_t offset;
-  uint64_t length;
-  uint64_t end() const { return offset + length; }
-  bool operator==(const ByteRange&) const = default;
-};
+namespace blkhash {
 
 class PartialBlock {
  public:

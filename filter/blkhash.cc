@@ -1,11 +1,14 @@
 // nbdkit-blkhash-filter: the nbdkit callbacks.
 //
-// This file is glue only: it parses parameters (config.cc), keeps one
-// ExportState per export name (export_state.cc) and forwards each request
-// to it.  The checksum engine lives in common/.
+// This file is glue only: it parses parameters (config.cc), forwards each
+// data request to the ExportState of its export name (export_state.cc),
+// created at a connection's first data request (exports.cc), and answers
+// NBD_OPT_LIST (nbdinfo --list) with the verdict (Exports::check).  The
+// checksum engine lives in common/.
 //
 // Every callback catches every exception: one escaping into nbdkit would
-// kill the server.  A failure becomes nbdkit_error and EIO for the client.
+// kill the server.  A failure becomes nbdkit_error and EIO for the client
+// (guarded()), or the callback's own failure value.
 //
 // Globals:
 // - config, thread_model: written by .config, .config_complete and
@@ -14,7 +17,7 @@
 //   nbdkit's fork), destroyed in .unload; Exports guards itself.
 
 #include <cerrno>
-#include <map>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +29,8 @@
 #include "export_state.h"
 #include "exports.h"
 #include "hash_pool.h"
+#include "interrupt.h"
+#include "log.h"
 
 namespace blkhash::filter {
 namespace {
@@ -39,26 +44,67 @@ std::unique_ptr<Exports> exports;
 // Threads a report reads the plugin with, when the plugin allows it.
 constexpr unsigned kParallelReaders = 4;
 
-// A connection's handle.
+// A connection's handle.  Requests of one connection may run on several
+// threads at once: the first data request attaches under `mutex`, the
+// others see `attached` set.
 struct Handle {
+  std::string export_name;
+  std::mutex mutex;  // guards state, and attaching
   std::shared_ptr<ExportState> state;
-  bool attached = false;  // between .prepare and .finalize
+  // state.get() from the first data request on, until .finalize.
+  std::atomic<ExportState*> attached{nullptr};
 };
 
 Handle& handle_of(void* handle) { return *static_cast<Handle*>(handle); }
 
-// Runs a request; any exception becomes nbdkit_error and EIO.
-template <typename Request>
-int guarded(const char* what, int* err, Request request) {
+// Runs a callback; any exception becomes nbdkit_error, *err = EIO (if
+// err is given) and `failed`.
+template <typename Result, typename Callback>
+Result guarded(const char* what, int* err, Result failed, Callback callback) {
   try {
-    return request();
+    return callback();
   } catch (const std::exception& e) {
     nbdkit_error("blkhash: %s: %s", what, e.what());
   } catch (...) {
     nbdkit_error("blkhash: %s: unknown exception", what);
   }
-  *err = EIO;
-  return -1;
+  if (err) *err = EIO;
+  return failed;
+}
+
+// The export state of a data request, attaching the connection at its
+// first one.  Null with *err = EIO after nbdkit_error.
+ExportState* attached_state(nbdkit_next* next, Handle& h, int* err) {
+  if (ExportState* state = h.attached.load(std::memory_order_acquire))
+    return state;
+  std::lock_guard lock(h.mutex);
+  if (ExportState* state = h.attached.load()) return state;
+  try {
+    if (!h.state) h.state = exports->get(h.export_name);
+  } catch (const TooManyExports& e) {
+    nbdkit_error("blkhash: %s", e.what());
+    *err = EIO;
+    return nullptr;
+  }
+  if (h.state->attach(next) == -1) {
+    *err = EIO;
+    return nullptr;
+  }
+  h.attached.store(h.state.get(), std::memory_order_release);
+  return h.state.get();
+}
+
+// Runs a data request on the connection's export state.
+template <typename Request>
+int data_request(const char* what, nbdkit_next* next, void* handle, int* err,
+                 Request request) {
+  return guarded(what, err, -1, [&] {
+    ExportState* state = attached_state(next, handle_of(handle), err);
+    if (!state) return -1;
+    int r = request(*state);
+    state->after_request(next);
+    return r;
+  });
 }
 
 // --- Configuration and server lifecycle --------------------------------------
@@ -85,21 +131,20 @@ int blkhash_config_complete(nbdkit_next_config_complete* next,
     return -1;
   }
   configured = true;
-  try {
-    if (config.complete() == -1) return -1;
-  } catch (const std::exception& e) {
-    nbdkit_error("blkhash: %s", e.what());
+  if (guarded("config", nullptr, -1, [] { return config.complete(); }) == -1)
     return -1;
-  }
   return next(nxdata);
 }
 
 int blkhash_get_ready(int model) {
   thread_model = model;
+  init_log();
   return 0;
 }
 
 int blkhash_after_fork(nbdkit_backend*) {
+  note_fork();
+  install_interrupt_handlers();
   try {
     unsigned cores = std::thread::hardware_concurrency();
     pool = std::make_unique<HashPool>(cores > 1 ? cores - 1 : 0);
@@ -115,15 +160,21 @@ int blkhash_after_fork(nbdkit_backend*) {
 
 void blkhash_cleanup(nbdkit_backend* backend) {
   if (!exports) return;  // .after_fork failed: nothing was served
-  try {
-    // No client ever connected: report the default export, so that
-    // "nbdkit --filter=blkhash file disk.img --run true" prints its sum.
-    auto all = exports->all();
-    if (all.empty()) all.push_back(exports->get(""));
-    for (auto& state : all) state->report_at_cleanup(backend);
-  } catch (const std::exception& e) {
-    nbdkit_error("blkhash: report at shutdown failed: %s", e.what());
-  }
+  guarded("report at shutdown", nullptr, 0, [&] {
+    exports->report_at_cleanup(backend);
+    return 0;
+  });
+}
+
+int blkhash_list_exports(nbdkit_next_list_exports* next,
+                         nbdkit_backend* nxdata, int readonly, int,
+                         struct nbdkit_exports* list) {
+  // NBD_OPT_LIST is how a client asks for the verdict (nbdinfo --list):
+  // it fails unless every export matches (or was computed).
+  if (guarded("check", nullptr, -1,
+              [&] { return exports->check(nxdata); }) == -1)
+    return -1;
+  return next(nxdata, readonly, list);
 }
 
 // --- Connections ---------------------------------------------------------------
@@ -131,98 +182,87 @@ void blkhash_cleanup(nbdkit_backend* backend) {
 void* blkhash_open(nbdkit_next_open* next, nbdkit_context* context,
                    int readonly, const char* exportname, int) {
   if (next(context, readonly, exportname) == -1) return nullptr;
-  try {
+  return guarded("open", nullptr, static_cast<void*>(nullptr), [&] {
     auto handle = std::make_unique<Handle>();
-    handle->state = exports->get(exportname);
-    return handle.release();  // owned by nbdkit until .close
-  } catch (const std::exception& e) {
-    nbdkit_error("blkhash: open: %s", e.what());
-    return nullptr;
-  }
+    handle->export_name = exportname;
+    return static_cast<void*>(handle.release());  // nbdkit's until .close
+  });
 }
 
 void blkhash_close(void* handle) {
   std::unique_ptr<Handle> owned(static_cast<Handle*>(handle));
-  if (owned->attached) owned->state->abandon();
-}
-
-int blkhash_prepare(nbdkit_next* next, void* handle, int) {
-  int err = 0;
-  return guarded("prepare", &err, [&] {
-    Handle& h = handle_of(handle);
-    if (h.state->attach(next) == -1) return -1;
-    h.attached = true;
-    return 0;
-  });
+  // .finalize is skipped for connections still open at shutdown.
+  if (owned->attached.load()) owned->state->abandon();
 }
 
 int blkhash_finalize(nbdkit_next* next, void* handle) {
-  int err = 0;
-  return guarded("finalize", &err, [&] {
+  return guarded("finalize", nullptr, -1, [&] {
     Handle& h = handle_of(handle);
-    if (h.attached) {
-      h.attached = false;
-      h.state->detach(next);
-    }
+    if (ExportState* state = h.attached.exchange(nullptr)) state->detach(next);
     return 0;
   });
 }
 
-const char* blkhash_export_description(nbdkit_next*, void* handle) {
-  try {
-    std::string line = handle_of(handle).state->description();
+const char* blkhash_export_description(nbdkit_next* next, void* handle) {
+  return guarded("export description", nullptr,
+                 static_cast<const char*>(nullptr), [&] {
+    const std::string& name = handle_of(handle).export_name;
+    std::string line;
+    if (auto state = exports->find(name)) {
+      line = state->description();
+    } else {
+      int64_t size = next->get_size(next);
+      line = pending_line(config.parameters->label(), name,
+                          size == -1 ? 0 : static_cast<uint64_t>(size));
+    }
     return nbdkit_strdup_intern(line.c_str());
-  } catch (const std::exception& e) {
-    nbdkit_error("blkhash: export description: %s", e.what());
-    return nullptr;
-  }
+  });
 }
 
 // --- Requests ------------------------------------------------------------------
 
 int blkhash_pread(nbdkit_next* next, void* handle, void* buf, uint32_t count,
                   uint64_t offset, uint32_t flags, int* err) {
-  return guarded("pread", err, [&] {
-    return handle_of(handle).state->pread(next, buf, count, offset, flags,
-                                          err);
+  return data_request("pread", next, handle, err, [&](ExportState& state) {
+    return state.pread(next, buf, count, offset, flags, err);
   });
 }
 
 int blkhash_pwrite(nbdkit_next* next, void* handle, const void* buf,
                    uint32_t count, uint64_t offset, uint32_t flags, int* err) {
-  return guarded("pwrite", err, [&] {
-    return handle_of(handle).state->pwrite(next, buf, count, offset, flags,
-                                           err);
+  return data_request("pwrite", next, handle, err, [&](ExportState& state) {
+    return state.pwrite(next, buf, count, offset, flags, err);
   });
 }
 
 int blkhash_zero(nbdkit_next* next, void* handle, uint32_t count,
                  uint64_t offset, uint32_t flags, int* err) {
-  return guarded("zero", err, [&] {
-    return handle_of(handle).state->zero(next, count, offset, flags, err);
+  return data_request("zero", next, handle, err, [&](ExportState& state) {
+    return state.zero(next, count, offset, flags, err);
   });
 }
 
 int blkhash_trim(nbdkit_next* next, void* handle, uint32_t count,
                  uint64_t offset, uint32_t flags, int* err) {
-  return guarded("trim", err, [&] {
-    return handle_of(handle).state->trim(next, count, offset, flags, err);
+  return data_request("trim", next, handle, err, [&](ExportState& state) {
+    return state.trim(next, count, offset, flags, err);
   });
 }
 
 int blkhash_extents(nbdkit_next* next, void* handle, uint32_t count,
                     uint64_t offset, uint32_t flags,
                     struct nbdkit_extents* extents, int* err) {
-  return guarded("extents", err, [&] {
-    return handle_of(handle).state->extents(next, count, offset, flags,
-                                            extents, err);
+  return data_request("extents", next, handle, err, [&](ExportState& state) {
+    return state.extents(next, count, offset, flags, extents, err);
   });
 }
 
 int blkhash_flush(nbdkit_next* next, void* handle, uint32_t flags, int* err) {
-  return guarded("flush", err, [&] {
-    return handle_of(handle).state->flush(next, flags, err);
-  });
+  // Not a data request: a connection that only flushes attaches nothing.
+  ExportState* state = handle_of(handle).attached.load();
+  if (!state) return next->flush(next, flags, err);
+  return guarded("flush", err, -1,
+                 [&] { return state->flush(next, flags, err); });
 }
 
 struct nbdkit_filter make_filter() {
@@ -239,9 +279,9 @@ struct nbdkit_filter make_filter() {
   f.get_ready = blkhash_get_ready;
   f.after_fork = blkhash_after_fork;
   f.cleanup = blkhash_cleanup;
+  f.list_exports = blkhash_list_exports;
   f.open = blkhash_open;
   f.close = blkhash_close;
-  f.prepare = blkhash_prepare;
   f.finalize = blkhash_finalize;
   f.export_description = blkhash_export_description;
   f.pread = blkhash_pread;

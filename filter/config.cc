@@ -7,6 +7,9 @@
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
+#include <cctype>
+#include <string_view>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -16,16 +19,11 @@
 #include <nbdkit-filter.h>
 
 #include "block_table.h"
+#include "result_file.h"
 
 namespace blkhash::filter {
 
 namespace {
-
-std::string directory_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == 0) return "/";
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -34,7 +32,38 @@ int hex_value(char c) {
   return -1;
 }
 
+// nbdkit_parse_unsigned with a lower bound; -1 after nbdkit_error.
+int parse_count(const char* key, const char* value, unsigned minimum,
+                unsigned* out) {
+  unsigned n;
+  if (nbdkit_parse_unsigned(key, value, &n) == -1) return -1;
+  if (n < minimum) {
+    nbdkit_error("%s: %u is too small (at least %u)", key, n, minimum);
+    return -1;
+  }
+  *out = n;
+  return 0;
+}
+
 }  // namespace
+
+std::string canonical_digest_name(std::string name) {
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+    return static_cast<char>(std::tolower(c));
+  });
+  static constexpr std::pair<const char*, const char*> kAliases[] = {
+      {"sha-1", "sha1"},           {"sha-224", "sha224"},
+      {"sha2-224", "sha224"},      {"sha-256", "sha256"},
+      {"sha2-256", "sha256"},      {"sha-384", "sha384"},
+      {"sha2-384", "sha384"},      {"sha-512", "sha512"},
+      {"sha2-512", "sha512"},      {"sha-512/224", "sha512-224"},
+      {"sha2-512/224", "sha512-224"}, {"sha-512/256", "sha512-256"},
+      {"sha2-512/256", "sha512-256"},
+  };
+  for (const auto& [alias, canonical] : kAliases)
+    if (name == alias) return canonical;
+  return name;
+}
 
 int Config::parse(const char* key, const char* value) {
   std::string k = key;
@@ -61,9 +90,48 @@ int Config::parse(const char* key, const char* value) {
     free(absolute);
     return 1;
   }
+  if (k == "blkhash-file-format") {
+    std::string_view v = value;
+    if (v == "hex") {
+      result_format = ResultFormat::kHex;
+    } else if (v == "sum") {
+      result_format = ResultFormat::kSum;
+    } else if (v == "json") {
+      result_format = ResultFormat::kJson;
+    } else {
+      nbdkit_error("blkhash-file-format: \"%s\" is not hex, sum or json",
+                   value);
+      return -1;
+    }
+    return 1;
+  }
+  if (k == "blkhash-check-timeout")
+    return parse_count(key, value, 0, &check_timeout) == -1 ? -1 : 1;
+  if (k == "blkhash-max-exports")
+    return parse_count(key, value, 1, &max_exports) == -1 ? -1 : 1;
   if (k == "blkhash-expect") {
-    expect_hex = value;
-    expect_given = true;
+    // "ALGORITHM:HEX" (as KubeVirt CDI writes it) is the ordinary digest
+    // of the whole image; a bare HEX is the blkhash.
+    std::string_view v = value;
+    size_t colon = v.find(':');
+    if (colon == std::string_view::npos) {
+      expect_hex = value;
+      expect_given = true;
+    } else {
+      whole_expect_digest = canonical_digest_name(std::string(v.substr(0, colon)));
+      whole_expect_hex = v.substr(colon + 1);
+      if (whole_name.empty()) whole_name = whole_expect_digest;
+    }
+    return 1;
+  }
+  if (k == "blkhash-whole") {
+    whole_name = canonical_digest_name(value);
+    return 1;
+  }
+  if (k == "blkhash-whole-window") {
+    int64_t size = nbdkit_parse_size(value);
+    if (size == -1) return -1;  // nbdkit_parse_size reported it
+    whole_window = static_cast<uint64_t>(size);
     return 1;
   }
   if (k == "blkhash-verify" || k == "blkhash-fold") {
@@ -81,7 +149,31 @@ int Config::parse(const char* key, const char* value) {
   return 0;
 }
 
+int Config::parse_expected(const char* key, const std::string& hex,
+                           const DigestAlgorithm& digest,
+                           std::optional<DigestValue>* out) {
+  bool all_hex = !hex.empty() &&
+                 std::all_of(hex.begin(), hex.end(),
+                             [](char c) { return hex_value(c) >= 0; });
+  if (!all_hex) {
+    nbdkit_error("%s: \"%s\" is not a hexadecimal digest", key, hex.c_str());
+    return -1;
+  }
+  if (hex.size() != 2 * digest.size()) {
+    nbdkit_error("%s: %zu hex digits, but a %s digest has %zu", key,
+                 hex.size(), digest.name().c_str(), 2 * digest.size());
+    return -1;
+  }
+  std::vector<uint8_t> bytes;
+  for (size_t i = 0; i < hex.size(); i += 2)
+    bytes.push_back(static_cast<uint8_t>(hex_value(hex[i]) << 4 |
+                                         hex_value(hex[i + 1])));
+  *out = DigestValue(bytes);
+  return 0;
+}
+
 int Config::complete() {
+  digest_name = canonical_digest_name(digest_name);
   std::shared_ptr<const DigestAlgorithm> digest;
   try {
     digest = DigestAlgorithm::create(digest_name);
@@ -100,25 +192,31 @@ int Config::complete() {
   parameters = std::make_unique<Parameters>(
       std::move(digest), static_cast<uint32_t>(block_size));
 
-  if (expect_given) {
-    bool all_hex = std::all_of(expect_hex.begin(), expect_hex.end(),
-                               [](char c) { return hex_value(c) >= 0; });
-    if (!all_hex) {
-      nbdkit_error("blkhash-expect: \"%s\" is not a hexadecimal digest",
-                   expect_hex.c_str());
+  if (expect_given &&
+      parse_expected("blkhash-expect", expect_hex, parameters->digest(),
+                     &expected) == -1)
+    return -1;
+
+  if (!whole_name.empty()) {
+    try {
+      whole_digest = DigestAlgorithm::create(whole_name);
+    } catch (const UnknownDigest&) {
+      nbdkit_error("blkhash-whole: unknown digest \"%s\" (use an OpenSSL "
+                   "digest name such as sha256, or xxh128)",
+                   whole_name.c_str());
       return -1;
     }
-    if (expect_hex.size() != 2 * parameters->digest_size()) {
-      nbdkit_error("blkhash-expect: %zu hex digits, but a %s digest has %zu",
-                   expect_hex.size(), digest_name.c_str(),
-                   2 * parameters->digest_size());
+  }
+  if (!whole_expect_digest.empty()) {
+    if (whole_expect_digest != whole_name) {
+      nbdkit_error("blkhash-expect: %s:... but blkhash-whole=%s: give the "
+                   "expected value of the same digest",
+                   whole_expect_digest.c_str(), whole_name.c_str());
       return -1;
     }
-    std::vector<uint8_t> bytes;
-    for (size_t i = 0; i < expect_hex.size(); i += 2)
-      bytes.push_back(static_cast<uint8_t>(hex_value(expect_hex[i]) << 4 |
-                                           hex_value(expect_hex[i + 1])));
-    expected = DigestValue(bytes);
+    if (parse_expected("blkhash-expect", whole_expect_hex, *whole_digest,
+                       &whole_expected) == -1)
+      return -1;
   }
 
   if (!result_file.empty()) {
@@ -143,6 +241,13 @@ int Config::complete() {
     mode_t mask = umask(0);
     umask(mask);
     result_file_mode = 0666 & ~mask;
+    // A value left by an earlier run (killed, or failed) is never read as
+    // the result of this one.
+    std::string problem = remove_result_file(result_file);
+    if (!problem.empty()) {
+      nbdkit_error("blkhash-file: %s", problem.c_str());
+      return -1;
+    }
   }
   return 0;
 }

@@ -1,7 +1,7 @@
 // The filter's parameters, parsed from the nbdkit command line.
 //
-// config() takes one key=value at a time; config_complete() checks them
-// all and builds the hashing Parameters.  Every bad value is reported by
+// parse() takes one key=value at a time; complete() checks them all and
+// builds the hashing Parameters.  Every bad value is reported by
 // one nbdkit_error line that names the parameter, and stops nbdkit at
 // start-up.  After config_complete() the Config is read-only.
 
@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "report.h"
 #include "root.h"
 
 namespace blkhash::filter {
@@ -25,9 +26,20 @@ struct Config {
   bool expect_given = false;
   bool verify = false;     // blkhash-verify
   bool fold = true;        // blkhash-fold
+  ResultFormat result_format = ResultFormat::kHex;  // blkhash-file-format
+  unsigned check_timeout = 60;  // blkhash-check-timeout, seconds
+  unsigned max_exports = 64;    // blkhash-max-exports
+  // blkhash-whole: the ordinary digest of the whole image too ("": none);
+  // blkhash-expect=ALGORITHM:HEX sets it if not given.
+  std::string whole_name;
+  uint64_t whole_window = 256 << 20;  // blkhash-whole-window
+  std::string whole_expect_digest;   // ALGORITHM of blkhash-expect=ALG:HEX
+  std::string whole_expect_hex;      // its HEX
 
   // Set by complete():
   std::optional<DigestValue> expected;  // from expect_hex
+  std::shared_ptr<const DigestAlgorithm> whole_digest;  // or null
+  std::optional<DigestValue> whole_expected;  // from whole_expect_hex
 
   std::unique_ptr<Parameters> parameters;  // set by complete()
 
@@ -36,16 +48,34 @@ struct Config {
 
   // Checks everything and builds `parameters`: 0, or -1 on error.
   int complete();
+
+ private:
+  // `hex` as a value of `digest`: 0, or -1 after an error naming `key`.
+  static int parse_expected(const char* key, const std::string& hex,
+                            const DigestAlgorithm& digest,
+                            std::optional<DigestValue>* out);
 };
+
+// The canonical name of a digest as users type it: lower case, and
+// OpenSSL's aliases of the SHA-1 and SHA-2 names (SHA-256, SHA2-256)
+// as blksum and nbdcopy name them (sha256).
+std::string canonical_digest_name(std::string name);
 
 // Help text for nbdkit --help.
 #define BLKHASH_CONFIG_HELP                                                \
   "blkhash-digest=NAME      Digest: any OpenSSL digest or xxh128 (sha256).\n" \
   "blkhash-block-size=SIZE  Block size, power of two, 4K-64M (64K).\n"        \
   "blkhash-file=PATH        Write the checksum to PATH after each report.\n" \
-  "blkhash-expect=HEX       Fail the client's job if the checksum differs.\n" \
+  "blkhash-file-format=FMT  hex, sum or json (hex).\n"                       \
+  "blkhash-expect=HEX       Fail the check if the checksum differs.\n"      \
+  "blkhash-expect=ALG:HEX   ... or if the whole image's ALG digest differs.\n" \
+  "blkhash-whole=DIGEST     Also the ordinary digest of the whole image.\n" \
+  "blkhash-whole-window=SIZE Reorder buffer for it (256M).\n"                \
   "blkhash-verify=BOOL      Also read the export back at each report.\n"   \
-  "blkhash-fold=BOOL        Fold settled block digests early (true)."
+  "blkhash-fold=BOOL        Fold settled block digests early (true).\n"     \
+  "blkhash-check-timeout=S  How long a check waits for clients (60).\n"     \
+  "blkhash-max-exports=N    Export names tracked at most (64).\n"           \
+  "Check the verdict by ending --run with: nbdinfo --list \"$uri\""
 
 }  // namespace blkhash::filter
 

@@ -1,4 +1,5 @@
-// See export_state.h.
+// See export_state.h.  This file: the connection lifecycle and the
+// requests; export_report.cc: when reports are made, and how.
 
 #include "export_state.h"
 
@@ -7,19 +8,19 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "exports.h"
-#include "readback.h"
+#include "whole_readback.h"
 
 namespace blkhash::filter {
 
 ExportState::ExportState(std::string name, const Config& config,
-                         HashPool* pool, unsigned readers, Exports& exports)
+                         HashPool* pool, unsigned readers, RangeLock& ranges,
+                         ChangeNotice changed)
     : name_(std::move(name)),
       config_(config),
       pool_(pool),
       readers_(readers),
-      exports_(exports),
-      ranges_(exports.ranges()) {}
+      ranges_(ranges),
+      changed_(std::move(changed)) {}
 
 // --- Lifecycle -----------------------------------------------------------------
 
@@ -43,6 +44,13 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
                  quote(name_).c_str(), e.what());
     return -1;
   }
+  whole_.reset();
+  if (config_.whole_digest)
+    whole_ = std::make_shared<WholeDigest>(*config_.whole_digest,
+                                           static_cast<uint64_t>(size),
+                                           config_.whole_window);
+  written_ = false;
+  whole_read_ = 0;
   hashed_at_last_report_ = 0;
   unfolded_at_last_report_ = 0;
   reported_ = false;
@@ -52,16 +60,8 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
 
 int ExportState::attach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
-  report_finished_.wait(lock, [this] { return !reporting_; });
+  idle_.wait(lock, [this] { return !reporting_; });
   if (ensure_table_locked(next) == -1) return -1;
-  // The last connection left after data requests, and its report has not
-  // started yet: make it now, before this client sees anything.
-  if (attached_ == 0 && requests_since_report_) report_locked(lock, next);
-  if (mismatch_) {
-    nbdkit_error("blkhash: export %s: %s", quote(name_).c_str(),
-                 mismatch_message_.c_str());
-    return -1;
-  }
   attached_++;
   return 0;
 }
@@ -69,18 +69,23 @@ int ExportState::attach(nbdkit_next* next) {
 void ExportState::detach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
   if (attached_ > 0) attached_--;
-  if (attached_ == 0 && requests_since_report_ && !reporting_)
+  // The last one out makes the report if it costs no reads; one that
+  // needs reads waits for a check or shutdown (a probe must not pay for
+  // a verdict nobody asked for yet).
+  if (attached_ == 0 && !reporting_ && report_due_locked() && !table_lost_ &&
+      table_->complete() && !config_.verify && (!whole_ || whole_->final()))
     report_locked(lock, next);
+  idle_.notify_all();
 }
 
 void ExportState::abandon() {
   std::lock_guard lock(mutex_);
   if (attached_ > 0) attached_--;
+  idle_.notify_all();
 }
 
 std::string ExportState::description() {
-  std::unique_lock lock(mutex_);
-  report_finished_.wait(lock, [this] { return !reporting_; });
+  std::lock_guard lock(mutex_);
   if (!description_.empty()) return description_;
   return pending_line(config_.parameters->label(), name_,
                       table_ ? table_->length() : 0);
@@ -88,26 +93,36 @@ std::string ExportState::description() {
 
 void ExportState::forget(uint64_t offset, uint64_t length) {
   std::shared_ptr<BlockTable> table;
+  std::shared_ptr<WholeDigest> whole;
   {
     std::lock_guard lock(mutex_);
     table = table_;
+    whole = whole_;
   }
+  written_ = true;
   if (!table || offset >= table->length()) return;
+  const uint64_t n = std::min(length, table->length() - offset);
   try {
-    table->forget(offset, std::min(length, table->length() - offset));
+    table->forget(offset, n);
+    if (whole) whole->forget(offset, n);
   } catch (const std::exception&) {
     table_lost_ = true;
   }
-  changed_since_report_ = true;
+  note_change();
 }
 
 // --- Requests --------------------------------------------------------------------
 
-void ExportState::note_request(bool changes_content) {
-  if (!requests_since_report_.load(std::memory_order_relaxed))
-    requests_since_report_ = true;
-  if (changes_content && !changed_since_report_.load(std::memory_order_relaxed))
+void ExportState::forget_here(uint64_t offset, uint64_t length) {
+  table_->forget(offset, length);
+  if (whole_) whole_->forget(offset, length);
+}
+
+void ExportState::note_change() {
+  written_ = true;
+  if (!changed_since_report_.load(std::memory_order_relaxed))
     changed_since_report_ = true;
+  if (mismatch_.load(std::memory_order_relaxed)) mismatch_ = false;
 }
 
 template <typename Update>
@@ -122,6 +137,7 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   }
   try {
     table_->forget(offset, length);
+    if (whole_) whole_->forget(offset, length);
   } catch (const std::exception&) {
     table_lost_ = true;
   }
@@ -129,61 +145,60 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   return -1;
 }
 
-void ExportState::refuse(const char* what) {
-  std::lock_guard lock(mutex_);
-  nbdkit_error("blkhash: export %s: %s: %s", quote(name_).c_str(), what,
-               mismatch_message_.c_str());
-}
-
 int ExportState::check_completion(uint64_t completions_before, int* err) {
   if (!config_.expected || table_->completions() == completions_before)
     return 0;
   auto root = table_->root();
-  if (!root) return 0;  // another request made a block unknown again
-  if (*root == *config_.expected) {
-    mismatch_ = false;
-    return 0;
-  }
-  {
-    std::lock_guard lock(mutex_);
-    mismatch_message_ = "checksum MISMATCH: " + config_.parameters->label() +
+  if (!root || *root == *config_.expected) return 0;
+  std::string message = "checksum MISMATCH: " + config_.parameters->label() +
                         " " + root->hex() + ", expected " +
                         config_.expected->hex();
+  nbdkit_error("blkhash: export %s: the image is complete: %s",
+               quote(name_).c_str(), message.c_str());
+  {
+    std::lock_guard lock(mutex_);
+    mismatch_message_ = std::move(message);
   }
   mismatch_ = true;
-  refuse("the image is complete");
   *err = EIO;
   return -1;
 }
 
 int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
                        uint64_t offset, uint32_t flags, int* err) {
-  note_request(false);
   auto held = ranges_.lock_shared(offset, count);
   const uint64_t completions = table_->completions();
   if (next->pread(next, buf, count, offset, flags, err) == -1) return -1;
   if (record("read", offset, count, err, [&] {
-        table_->fill_data(offset, {static_cast<const uint8_t*>(buf), count});
+        std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
+        table_->fill_data(offset, bytes);
+        if (whole_) whole_->observe(offset, bytes);
       }) == -1)
     return -1;
   return check_completion(completions, err);
 }
 
+// Other exports forget a written range before the plugin call (and the
+// range lock, shared by all exports, keeps their reports off it until the
+// table has recorded it); zero waits for the plugin's answer, because a
+// fast zero the plugin refuses has changed nothing.
+
 int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
                         uint64_t offset, uint32_t flags, int* err) {
-  note_request(true);
+  note_change();
   auto held = ranges_.lock_exclusive(offset, count);
   const uint64_t completions = table_->completions();
-  exports_.forget_in_others(this, offset, count);
+  changed_(this, offset, count);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
     int saved = *err;
-    record("failed write", offset, count, err,
-           [&] { table_->forget(offset, count); });
+    record("failed write", offset, count, err, [&] { forget_here(offset, count); });
     *err = saved;
     return -1;
   }
   if (record("write", offset, count, err, [&] {
-        table_->put_data(offset, {static_cast<const uint8_t*>(buf), count});
+        std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
+        table_->put_data(offset, bytes);
+        if (whole_) whole_->write(offset, bytes);
       }) == -1)
     return -1;
   return check_completion(completions, err);
@@ -191,39 +206,41 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
 
 int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
-  note_request(true);
   auto held = ranges_.lock_exclusive(offset, count);
   const uint64_t completions = table_->completions();
   if (next->zero(next, count, offset, flags, err) == -1) {
-    // A fast zero the plugin refuses has changed nothing.
     bool refused_fast = (flags & NBDKIT_FLAG_FAST_ZERO) &&
                         (*err == ENOTSUP || *err == EOPNOTSUPP);
     if (!refused_fast) {
       int saved = *err;
-      exports_.forget_in_others(this, offset, count);
+      note_change();
+      changed_(this, offset, count);
       record("failed zero", offset, count, err,
-             [&] { table_->forget(offset, count); });
+             [&] { forget_here(offset, count); });
       *err = saved;
     }
     return -1;
   }
-  exports_.forget_in_others(this, offset, count);
-  if (record("zero", offset, count, err,
-             [&] { table_->put_zero(offset, count); }) == -1)
+  note_change();
+  changed_(this, offset, count);
+  if (record("zero", offset, count, err, [&] {
+        table_->put_zero(offset, count);
+        if (whole_) whole_->write_zero(offset, count);
+      }) == -1)
     return -1;
   return check_completion(completions, err);
 }
 
 int ExportState::trim(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
-  note_request(true);
+  note_change();
   auto held = ranges_.lock_exclusive(offset, count);
-  exports_.forget_in_others(this, offset, count);
+  changed_(this, offset, count);
   int r = next->trim(next, count, offset, flags, err);
   // Trimmed or not, the content is no longer known.
   int saved = *err;
   if (record("trim", offset, count, err,
-             [&] { table_->forget(offset, count); }) == -1)
+             [&] { forget_here(offset, count); }) == -1)
     return -1;
   *err = saved;
   return r;
@@ -232,7 +249,6 @@ int ExportState::trim(nbdkit_next* next, uint32_t count, uint64_t offset,
 int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
                          uint32_t flags, struct nbdkit_extents* extents,
                          int* err) {
-  note_request(false);
   auto held = ranges_.lock_shared(offset, count);
   const uint64_t completions = table_->completions();
   if (next->extents(next, count, offset, flags, extents, err) == -1)
@@ -256,137 +272,22 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
 
 int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
   if (mismatch_) {
-    refuse("flush refused");
+    std::lock_guard lock(mutex_);
+    nbdkit_error("blkhash: export %s: flush refused: %s",
+                 quote(name_).c_str(), mismatch_message_.c_str());
     *err = EIO;
     return -1;
   }
   return next->flush(next, flags, err);
 }
 
-// --- Reports -----------------------------------------------------------------------
-
-void ExportState::report_locked(std::unique_lock<std::mutex>& lock,
-                                nbdkit_next* next) {
-  reporting_ = true;
-  lock.unlock();
-  report(next);
-  lock.lock();
-  reporting_ = false;
-  report_finished_.notify_all();
-}
-
-void ExportState::report(nbdkit_next* next) {
-  requests_since_report_ = false;
-  changed_since_report_ = false;
-
-  Report report;
-  report.label = config_.parameters->label();
-  report.export_name = name_;
-  report.size = table_->length();
-  report.hashed_in_flight = table_->bytes_hashed() - hashed_at_last_report_;
-  report.unfolded = table_->unfolded_bytes() - unfolded_at_last_report_;
-  report.expected = config_.expected;
-  report.verify = config_.verify;
-
-  try {
-    if (table_lost_) {
-      report.error = "the filter lost track of writes (out of memory)";
-    } else {
-      ReadBack reader(next, *table_, ranges_, readers_);
-      bool complete = reader.complete();
-      report.read_back = reader.bytes_read();
-      if (!complete) {
-        report.error = reader.error();
-      } else {
-        report.root = table_->root();
-        if (!report.root) report.error = "blocks still unknown after reading";
-      }
-    }
-    hashed_at_last_report_ = table_->bytes_hashed();
-    unfolded_at_last_report_ = table_->unfolded_bytes();
-
-    if (report.root && config_.verify) {
-      // Read everything back, ignoring what was hashed in flight.
-      BlockTable fresh(*config_.parameters, table_->length(), pool_,
-                       BlockTable::Fold::kSettledPrefix);
-      ReadBack reader(next, fresh, ranges_, readers_);
-      if (reader.complete()) {
-        report.readback = fresh.root();
-        if (!report.readback) report.verify_error = "blocks still unknown";
-      } else {
-        report.verify_error = reader.error();
-      }
-      report.verify_read = reader.bytes_read();
-    }
-  } catch (const std::exception& e) {
-    report.root.reset();
-    report.error = e.what();
-  }
-
-  const std::string line = report.line();
-  log_line(line);
-  if (!report.root) {
-    nbdkit_error("blkhash: export %s: checksum incomplete: %s",
-                 quote(name_).c_str(), report.error.c_str());
-    changed_since_report_ = true;  // try again at cleanup
-  } else if (report.mismatch()) {
-    nbdkit_error("blkhash: export %s: checksum MISMATCH: %s",
-                 quote(name_).c_str(), line.c_str());
-  }
-  if (!config_.result_file.empty()) {
-    if (report.root) {
-      std::string problem = write_result_file(
-          config_.result_file, report.root->hex(), config_.result_file_mode);
-      if (!problem.empty()) {
-        nbdkit_error("blkhash-file: %s", problem.c_str());
-        changed_since_report_ = true;  // try again at cleanup
-      }
-    } else {
-      remove_result_file(config_.result_file);
-    }
-  }
-
-  std::lock_guard lock(mutex_);
-  description_ = line;
-  reported_ = report.root.has_value();
-  if (report.root) {
-    mismatch_ = report.mismatch();
-    if (mismatch_) mismatch_message_ = "checksum MISMATCH: " + line;
-  }
-}
-
-void ExportState::report_at_cleanup(nbdkit_backend* backend) {
-  {
-    // nbdkit may reach .cleanup while a connection thread is still making
-    // the report of its .finalize: let it finish (and not race it).
-    std::unique_lock lock(mutex_);
-    report_finished_.wait(lock, [this] { return !reporting_; });
-    if (reported_ && !changed_since_report_) return;
-    reporting_ = true;
-  }
-  nbdkit_next* next =
-      nbdkit_next_context_open(backend, 1, name_.c_str(), 1);
-  if (!next) {
-    nbdkit_error("blkhash: export %s: cannot open the plugin to report",
-                 quote(name_).c_str());
-  } else {
-    if (next->prepare(next) == -1) {
-      nbdkit_error("blkhash: export %s: cannot prepare the plugin to report",
-                   quote(name_).c_str());
-    } else {
-      bool ready;
-      {
-        std::lock_guard lock(mutex_);
-        ready = ensure_table_locked(next) == 0;
-      }
-      if (ready) report(next);
-      next->finalize(next);
-    }
-    nbdkit_next_context_close(next);
-  }
-  std::lock_guard lock(mutex_);
-  reporting_ = false;
-  report_finished_.notify_all();
+void ExportState::after_request(nbdkit_next* next) {
+  if (!whole_ || !whole_->over_window()) return;
+  WholeReadBack reader(next, *whole_, *table_, ranges_, !written_);
+  if (!reader.read_while_over_window())
+    nbdkit_debug("blkhash: whole-image digest: %s (read at the report)",
+                 reader.error().c_str());
+  whole_read_ += reader.bytes_read();
 }
 
 }  // namespace blkhash::filter

@@ -1,41 +1,56 @@
-// Everything the filter knows about one export, shared by every
-// connection to it.
+// Everything the filter knows about one export name with data requests,
+// shared by every connection to it.
 //
 // An ExportState owns the export's BlockTable and passes each client
 // request to the plugin, recording what the request proved about the
 // content (see block_table.h for what each kind of request means).
-// It decides when to report and computes the report: blocks the table
-// does not know are found through the plugin's extents (zeros need no
-// reading) and then read (readback.h), so a report is never a guess.
+// It decides when to report and makes the report: blocks the table does
+// not know are found through the plugin's extents (zeros need no reading)
+// and then read (readback.h), so a report is never a guess; publish.h
+// says where the report goes.
 //
-// Lifecycle: attach() when a connection is prepared, detach() when it is
-// finalized.  A report is due after data requests once no connection is
-// attached: the last detach() makes it, or the next attach() if it came
-// first.  report_at_cleanup() makes one at shutdown if the content changed
-// since, or none was made.  While a report is being computed, attach()
-// and description() wait for it, so a client connecting then gets the
-// finished report.
+// When reports are made:
+// - at the last detach, if one is due and needs no reads (every block
+//   known, blkhash-verify off): cheap, so every copy gets its line;
+// - by check(), when a client asks for the verdict (nbdinfo --list): it
+//   waits until no connection with data requests is attached, then makes
+//   the report that is due, reading what is unknown;
+// - at shutdown (report_at_cleanup), if one is due.
+// A report is due when none was made with a root yet, or the content
+// changed since the last one.  So a probe (a few reads) costs no read-back,
+// and a plain connection never waits for a verdict nor is refused by one.
 //
-// blkhash-expect: the request after which every block is known checks the
-// root and fails with EIO on a mismatch, as does every later flush, and a
-// report that finds a mismatch (expect, or blkhash-verify's read-back)
-// makes every later connection to the export fail at open.
+// blkhash-expect in flight: the request after which every block is known
+// checks the root and fails with EIO on a mismatch, as does every later
+// flush until the content changes again.
+//
+// Connections: attach() at a connection's first data request, detach()
+// when it is finalized (abandon() if it closes without).
 //
 // Invariants:
 // - table_ only changes in attach() with no connection attached and no
-//   report running, so requests (which run only between attach() and
-//   detach()) use it without mutex_; other exports reach it through
-//   forget(), which takes mutex_.
-// - A report runs with no connection to this export attached.
+//   report running, or in a report through a context of its own, so
+//   requests (which run only between attach() and detach()) use it
+//   without mutex_; other exports reach it through forget(), which takes
+//   mutex_.
+// - A report runs with no connection to this export attached
+//   (reporting_ makes attach() wait).
+//
+// Errors: requests return -1 with *err set, after nbdkit_error; attach()
+// returns -1 after nbdkit_error; exceptions are the callbacks' business
+// (blkhash.cc turns them into EIO).
 
 #ifndef BLKHASH_FILTER_EXPORT_STATE_H
 #define BLKHASH_FILTER_EXPORT_STATE_H
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <nbdkit-filter.h>
@@ -45,15 +60,21 @@
 #include "hash_pool.h"
 #include "range_lock.h"
 #include "report.h"
+#include "whole_digest.h"
 
 namespace blkhash::filter {
 
-class Exports;
-
 class ExportState {
  public:
+  // Called after a write, zero or trim changed a range of the storage
+  // (before the table records it), so that exports sharing the storage
+  // forget it.
+  using ChangeNotice =
+      std::function<void(const ExportState*, uint64_t offset, uint64_t length)>;
+
+  // `ranges` is shared by every export; `readers` threads read reports.
   ExportState(std::string name, const Config& config, HashPool* pool,
-              unsigned readers, Exports& exports);
+              unsigned readers, RangeLock& ranges, ChangeNotice changed);
 
   const std::string& name() const { return name_; }
 
@@ -62,7 +83,8 @@ class ExportState {
   void detach(nbdkit_next* next);
   void abandon();  // a connection closed without detach()
 
-  // The latest report line, or a "pending" line before the first.
+  // The latest report line, or a "pending" line before the first.  Never
+  // waits for a report being made.
   std::string description();
 
   // Client requests: the plugin's answer, recorded in the table.  A
@@ -80,14 +102,28 @@ class ExportState {
               uint32_t flags, struct nbdkit_extents* extents, int* err);
   int flush(nbdkit_next* next, uint32_t flags, int* err);
 
+  // After a data request, with no range held: with blkhash-whole, reads
+  // the gap at the whole-image digest's cursor while its reorder buffer
+  // is over the window.  Failures only leave the gap for the report.
+  void after_request(nbdkit_next* next);
+
   // Another export name changed this range of the storage we may share.
   void forget(uint64_t offset, uint64_t length);
 
-  // At shutdown: reports through a context of its own, if needed.
+  // The verdict a client asked for: waits until no connection with data
+  // requests is attached (incomplete if that does not happen by
+  // `deadline`, or reports are interrupted), makes the report if one is
+  // due through a context of its own, and returns its verdict.
+  Verdict check(nbdkit_backend* backend,
+                std::chrono::steady_clock::time_point deadline);
+
+  // At shutdown: the report, if one is due.
   void report_at_cleanup(nbdkit_backend* backend);
 
  private:
-  void note_request(bool changes_content);
+  void note_change();
+  // Forgets a range in this export's table and whole-image digest.
+  void forget_here(uint64_t offset, uint64_t length);
   // Runs a table update; on failure forgets the range (or, if even that
   // fails, marks the table lost), logs, and sets *err = EIO.
   template <typename Update>
@@ -96,40 +132,55 @@ class ExportState {
   // After a request that recorded content: 0, or -1 with *err = EIO if the
   // request completed the image and the root is not blkhash-expect.
   int check_completion(uint64_t completions_before, int* err);
-  // The client-visible error when a mismatch was found.
-  void refuse(const char* what);
 
   // Sizes the table for next's export; mutex_ held.  -1 after nbdkit_error.
   int ensure_table_locked(nbdkit_next* next);
+  bool report_due_locked() const;
   // Makes a report with reporting_ set; `lock` is released meanwhile.
   void report_locked(std::unique_lock<std::mutex>& lock, nbdkit_next* next);
+  // The same through a context of its own, opened on `backend`.
+  void report_through_locked(std::unique_lock<std::mutex>& lock,
+                             nbdkit_backend* backend, int shared);
   void report(nbdkit_next* next);
+  // A report that says the export cannot be hashed (no table).
+  void report_unavailable(nbdkit_next* next);
+  Report compute_report(nbdkit_next* next);
+  // The whole-image digest's part of a report.
+  void compute_whole(nbdkit_next* next, Report& report);
 
   const std::string name_;
   const Config& config_;
   HashPool* const pool_;
   const unsigned readers_;
-  Exports& exports_;
   RangeLock& ranges_;  // shared by all exports
+  const ChangeNotice changed_;
 
   std::mutex mutex_;  // guards the members up to the atomics below
-  std::condition_variable report_finished_;
+  std::condition_variable idle_;  // attached_ or reporting_ fell
   bool reporting_ = false;
-  unsigned attached_ = 0;
-  bool reported_ = false;
+  unsigned attached_ = 0;  // connections between attach() and detach()
+  bool reported_ = false;  // a report with a root was made since the table
+  std::optional<Verdict> verdict_;  // of the latest report
   std::string description_;
-  std::string mismatch_message_;
+  std::string mismatch_message_;  // why flushes fail (mismatch_)
   uint64_t hashed_at_last_report_ = 0;
   uint64_t unfolded_at_last_report_ = 0;
   std::shared_ptr<BlockTable> table_;
+  // With blkhash-whole; made and replaced with table_, used the same way.
+  std::shared_ptr<WholeDigest> whole_;
 
-  // Set by requests, cleared when a report starts.
-  std::atomic<bool> requests_since_report_{false};
+  // Set by changes, cleared when a report starts.
   std::atomic<bool> changed_since_report_{false};
+  // A write, zero or trim reached the storage since the table was made
+  // (through this export or another): zero extents may be stale.
+  std::atomic<bool> written_{false};
+  // Bytes read for the whole-image digest during traffic.
+  std::atomic<uint64_t> whole_read_{0};
   // The table could not record a request: reports are incomplete until
   // the table is rebuilt.
   std::atomic<bool> table_lost_{false};
-  // The content is known not to have the expected checksum.
+  // The request that completed the image found a mismatch, and the
+  // content has not changed since: flushes fail.
   std::atomic<bool> mismatch_{false};
 };
 

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "interrupt.h"
+
 namespace blkhash::filter {
 
 namespace {
@@ -50,7 +52,7 @@ ReadBack::ReadBack(nbdkit_next* next, BlockTable& table, RangeLock& ranges,
 
 void ReadBack::record_zero_extents() {
   if (next_->can_extents(next_) != 1) return;
-  for (uint64_t position = 0;;) {
+  for (uint64_t position = 0; !reports_interrupted();) {
     auto unknown = table_.unknown_ranges(position, 4096);
     if (unknown.empty()) return;
     position = unknown.back().end();
@@ -105,13 +107,16 @@ void ReadBack::read_chunks(const std::vector<ByteRange>& chunks) {
     std::lock_guard lock(error_mutex);
     if (!failed.exchange(true)) error_ = message;
   };
-  // Runs on its own threads: nothing may escape it.
-  auto reader = [&] {
-    try {
+  // Reads chunks until none is left or one fails.
+  auto read_some = [&] {
     AlignedBuffer buffer = aligned_buffer(chunk_size_);
     for (;;) {
       size_t i = next_chunk++;
       if (i >= chunks.size() || failed) return;
+      if (reports_interrupted()) {
+        fail("interrupted by a second SIGTERM or SIGINT");
+        return;
+      }
       const ByteRange& chunk = chunks[i];
       int err = 0;
       auto held = ranges_.lock_shared(chunk.offset, chunk.length);
@@ -125,6 +130,11 @@ void ReadBack::read_chunks(const std::vector<ByteRange>& chunks) {
       table_.fill_data(chunk.offset, {buffer.get(), chunk.length});
       bytes_read += chunk.length;
     }
+  };
+  // Runs on its own threads: nothing may escape it.
+  auto reader = [&] {
+    try {
+      read_some();
     } catch (const std::exception& e) {
       fail(e.what());
     }
@@ -144,6 +154,8 @@ bool ReadBack::complete() {
   // (data, and blocks partly seen, which extents never complete) is read.
   record_zero_extents();
   read_chunks(chunks_to_read());
+  if (error_.empty() && reports_interrupted())
+    error_ = "interrupted by a second SIGTERM or SIGINT";
   return error_.empty();
 }
 

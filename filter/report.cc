@@ -2,20 +2,17 @@
 
 #include "report.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <syslog.h>
-#include <unistd.h>
-
-#include <nbdkit-filter.h>
+#include <algorithm>
 
 namespace blkhash::filter {
 
-std::string quote(std::string_view text, size_t limit) {
+namespace {
+
+// "text" with the quote and the backslash escaped, and every byte outside
+// printable ASCII written as `hex_prefix` and two hex digits; at most
+// `limit` input bytes, "..." marking a cut.
+std::string escaped(std::string_view text, size_t limit,
+                    std::string_view hex_prefix) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "\"";
   size_t n = std::min(text.size(), limit);
@@ -25,7 +22,7 @@ std::string quote(std::string_view text, size_t limit) {
       out += '\\';
       out += static_cast<char>(c);
     } else if (c < 0x20 || c >= 0x7f) {
-      out += "\\x";
+      out += hex_prefix;
       out += kHex[c >> 4];
       out += kHex[c & 0xf];
     } else {
@@ -35,6 +32,36 @@ std::string quote(std::string_view text, size_t limit) {
   if (n < text.size()) out += "...";
   out += '"';
   return out;
+}
+
+}  // namespace
+
+std::string quote(std::string_view text, size_t limit) {
+  return escaped(text, limit, "\\x");
+}
+
+std::string json_string(std::string_view text) {
+  return escaped(text, text.size(), "\\u00");
+}
+
+const char* verdict_name(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kMatch: return "match";
+    case Verdict::kMismatch: return "mismatch";
+    case Verdict::kIncomplete: return "incomplete";
+    case Verdict::kComputed: return "computed";
+  }
+  return "incomplete";
+}
+
+Verdict Report::verdict() const {
+  if (!root || (verify && !readback) || (!whole_name.empty() && !whole))
+    return Verdict::kIncomplete;
+  if ((expected && *root != *expected) || (verify && *readback != *root) ||
+      (whole_expected && *whole != *whole_expected))
+    return Verdict::kMismatch;
+  return expected || verify || whole_expected ? Verdict::kMatch
+                                              : Verdict::kComputed;
 }
 
 std::string Report::line() const {
@@ -61,13 +88,59 @@ std::string Report::line() const {
     }
     out += " verify-read=" + std::to_string(verify_read);
   }
+  if (!whole_name.empty()) {
+    out += " whole=" + whole_name + ":" + (whole ? whole->hex() : "incomplete");
+    out += " whole-read=" + std::to_string(whole_read);
+    if (!whole) {
+      out += " whole-error=" + quote(whole_error);
+    } else if (whole_expected) {
+      if (*whole == *whole_expected)
+        out += " whole-expect=verified";
+      else
+        out += " whole-expect=MISMATCH whole-expected=" + whole_expected->hex();
+    }
+  }
+  out += " verdict=";
+  out += verdict_name(verdict());
   return out;
 }
 
-bool Report::mismatch() const {
-  if (!root) return false;
-  return (expected && *root != *expected) ||
-         (verify && readback && *readback != *root);
+std::string Report::result_text(ResultFormat format) const {
+  const std::string hex = root ? root->hex() : "";
+  switch (format) {
+    case ResultFormat::kHex:
+      return hex + "\n";
+    case ResultFormat::kSum: {
+      // Like sha256sum's "-" for standard input; a name that would break
+      // the line is quoted as in the report line.
+      std::string name = export_name.empty() ? "-" : export_name;
+      if (quote(name) != "\"" + name + "\"") name = quote(name);
+      return hex + "  " + name + "\n";
+    }
+    case ResultFormat::kJson:
+      break;
+  }
+  auto hex_or_null = [](const std::optional<DigestValue>& value) {
+    return value ? json_string(value->hex()) : std::string("null");
+  };
+  std::string out = "{\"algorithm\": " + json_string(digest);
+  out += ", \"block_size\": " + std::to_string(block_size);
+  out += ", \"checksum\": " + hex_or_null(root);
+  out += ", \"size\": " + std::to_string(size);
+  out += ", \"export\": " + json_string(export_name);
+  out += ", \"verdict\": " + json_string(verdict_name(verdict()));
+  out += ", \"expected\": " + hex_or_null(expected);
+  if (verify) out += ", \"readback\": " + hex_or_null(readback);
+  if (!whole_name.empty()) {
+    out += ", \"whole\": {\"algorithm\": " + json_string(whole_name);
+    out += ", \"checksum\": " + hex_or_null(whole);
+    out += ", \"expected\": " + hex_or_null(whole_expected);
+    out += ", \"read\": " + std::to_string(whole_read) + "}";
+  }
+  out += ", \"hashed\": " + std::to_string(hashed_in_flight);
+  out += ", \"read\": " + std::to_string(read_back);
+  out += "}\n";
+  return out;
 }
 
 std::string pending_line(std::string_view label, std::string_view export_name,
@@ -75,69 +148,6 @@ std::string pending_line(std::string_view label, std::string_view export_name,
   return "blkhash: " + std::string(label) + " pending export=" +
          quote(export_name) + " size=" + std::to_string(size) +
          " (not computed yet)";
-}
-
-namespace {
-
-// nbdkit in the background points stderr at /dev/null and logs to syslog.
-bool stderr_is_discarded() {
-  struct stat err, null;
-  if (fstat(STDERR_FILENO, &err) == -1) return true;
-  if (stat("/dev/null", &null) == -1) return false;
-  return S_ISCHR(err.st_mode) && err.st_rdev == null.st_rdev;
-}
-
-}  // namespace
-
-void log_line(const std::string& line) {
-  if (stderr_is_discarded()) {
-    syslog(LOG_NOTICE, "%s", line.c_str());
-  } else {
-    std::string text = "nbdkit: " + line + "\n";
-    // One write, so lines from several threads never interleave.
-    ssize_t ignored = write(STDERR_FILENO, text.data(), text.size());
-    (void)ignored;
-  }
-}
-
-std::string write_result_file(const std::string& path, const std::string& hex,
-                              unsigned mode) {
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  std::string temp = dir + "/." + base + ".XXXXXX";
-
-  int fd = mkstemp(temp.data());
-  if (fd == -1)
-    return "cannot create a temporary file in " + dir + ": " +
-           std::strerror(errno);
-  std::string text = hex + "\n";
-  bool ok = fchmod(fd, static_cast<mode_t>(mode)) == 0 &&
-            write(fd, text.data(), text.size()) ==
-                static_cast<ssize_t>(text.size()) &&
-            fsync(fd) == 0;
-  int saved = errno;
-  if (close(fd) == -1 && ok) {
-    ok = false;
-    saved = errno;
-  }
-  // rename() replaces a symlink at `path` itself, never its target.
-  if (ok && rename(temp.c_str(), path.c_str()) == -1) {
-    ok = false;
-    saved = errno;
-  }
-  if (!ok) {
-    unlink(temp.c_str());
-    return "cannot write " + path + ": " + std::strerror(saved);
-  }
-  return {};
-}
-
-void remove_result_file(const std::string& path) {
-  // A failure here is logged; the report line already says incomplete.
-  if (unlink(path.c_str()) == -1 && errno != ENOENT)
-    nbdkit_error("blkhash-file: cannot remove %s: %s", path.c_str(),
-                 std::strerror(errno));
 }
 
 }  // namespace blkhash::filter

@@ -22,7 +22,7 @@
 #include <openssl/evp.h>
 
 #include "block_table.h"
-#include "root.h"
+#include "parameters.h"
 
 namespace {
 

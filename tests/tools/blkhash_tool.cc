@@ -22,7 +22,7 @@
 
 #include "block_table.h"
 #include "digest.h"
-#include "root.h"
+#include "parameters.h"
 #include "streaming.h"
 
 namespace {

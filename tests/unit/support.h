@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "block_table.h"
-#include "root.h"
+#include "parameters.h"
 #include "streaming.h"
 
 namespace blkhash::test {

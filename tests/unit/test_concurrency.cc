@@ -1,5 +1,6 @@
 // Many threads updating one table at once give the same root as a serial
 // run; the hashing pool gives the same leaves as hashing in the caller.
+// (The pool's own properties: test_pool.cc.)
 
 #include <algorithm>
 #include <random>
@@ -76,24 +77,6 @@ TEST_CASE("threads writing different blocks in any order", "[concurrency]") {
       table.fill_data(r.offset, {content.data() + r.offset, r.length});
     CHECK(table_hex(table) == stream_hex(parameters, content));
   }
-}
-
-TEST_CASE("the pool runs every item once and rethrows", "[concurrency]") {
-  HashPool pool(3);
-  std::vector<std::atomic<int>> hits(1000);
-  std::vector<std::thread> callers;
-  for (int c = 0; c < 4; c++)
-    callers.emplace_back([&] {
-      pool.parallel_for(hits.size(), [&](size_t i) { hits[i]++; });
-    });
-  for (auto& c : callers) c.join();
-  CHECK(std::all_of(hits.begin(), hits.end(),
-                    [](const std::atomic<int>& h) { return h == 4; }));
-  CHECK_THROWS_AS(pool.parallel_for(10,
-                                    [](size_t i) {
-                                      if (i == 5) throw std::runtime_error("x");
-                                    }),
-                  std::runtime_error);
 }
 
 }  // namespace

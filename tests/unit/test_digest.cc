@@ -8,7 +8,7 @@
 #include "catch.h"
 
 #include "digest.h"
-#include "root.h"
+#include "parameters.h"
 #include "support.h"
 #include "zero.h"
 

@@ -19,9 +19,9 @@ namespace {
 
 constexpr uint32_t kBlock = 4096;
 constexpr uint64_t kGroupBytes = 64 * uint64_t{kBlock};
-// Blocks of a segment, the unit of freeing and of checkpoints.
-constexpr uint64_t kSegmentBlocks = 65536;
-constexpr uint64_t kSegmentBytes = kSegmentBlocks * kBlock;
+// Blocks of a region, the unit of freeing and of checkpoints.
+constexpr uint64_t kRegionBlocks = 65536;
+constexpr uint64_t kRegionBytes = kRegionBlocks * kBlock;
 
 constexpr auto kFold = BlockTable::Fold::kSettledPrefix;
 
@@ -132,10 +132,10 @@ TEST_CASE("the same random traffic with and without folding", "[fold]") {
 
 TEST_CASE("a copy with 64 requests in flight keeps a window of leaves",
           "[fold][memory]") {
-  // 1.25 segments of data in 256K requests, 64 at a time, each batch in
+  // 1.25 regions of data in 256K requests, 64 at a time, each batch in
   // a random order (nbdcopy has 64 in flight and they end in any order).
   auto parameters = make_parameters("sha256", kBlock);
-  const uint64_t size = kSegmentBytes + kSegmentBytes / 4;
+  const uint64_t size = kRegionBytes + kRegionBytes / 4;
   const uint64_t request = 256 * 1024;
   BlockTable table(parameters, size, nullptr, kFold);
   const size_t base = table.memory_bytes();
@@ -170,45 +170,45 @@ TEST_CASE("a copy with 64 requests in flight keeps a window of leaves",
 
   CHECK(table_hex(table) == reference.final().hex());
   CHECK(table.folded_blocks() == table.block_count());
-  // Without folding: 32 bytes for each of 81920 blocks plus two segments
+  // Without folding: 32 bytes for each of 81920 blocks plus two regions
   // of groups, 2.6 MiB.  With it: the leaves of the window (64 requests
-  // of 64 blocks) and at most two segments of groups at once.
+  // of 64 blocks) and at most two regions of groups at once.
   const size_t window_leaves = 64 * 64 * 32;
-  const size_t segments = 2 * 32 * 1024;
+  const size_t regions = 2 * 32 * 1024;
   INFO("peak " << peak);
-  CHECK(peak <= 2 * window_leaves + segments + 8 * 1024);
-  // The first segment is freed once folded.
-  CHECK(table.memory_bytes() - base <= segments / 2 + 2048);
+  CHECK(peak <= 2 * window_leaves + regions + 8 * 1024);
+  // The first region is freed once folded.
+  CHECK(table.memory_bytes() - base <= regions / 2 + 2048);
 }
 
 TEST_CASE("a write into a folded block unfolds back to a checkpoint",
           "[fold]") {
   auto parameters = make_parameters("sha256", kBlock);
-  // 20 segments and a bit: checkpoints at the start of segments 0, 1, 2,
+  // 20 regions and a bit: checkpoints at the start of regions 0, 1, 2,
   // 4, 8, 16 and of the latest 8 (12-19).
-  const uint64_t size = 20 * kSegmentBytes + 100 * kBlock + 10;
+  const uint64_t size = 20 * kRegionBytes + 100 * kBlock + 10;
   BlockTable table(parameters, size, nullptr, kFold);
   table.put_zero(0, size);
   REQUIRE(table.folded_blocks() == table.block_count());
   REQUIRE(table.root());
   CHECK(table.unfolded_bytes() == 0);
 
-  // A write in segment 13: back to its own checkpoint.
+  // A write in region 13: back to its own checkpoint.
   std::vector<uint8_t> data(3 * kBlock, 0x5a);
-  const uint64_t at13 = 13 * kSegmentBytes + 5 * kBlock;
+  const uint64_t at13 = 13 * kRegionBytes + 5 * kBlock;
   table.put_data(at13, data);
-  CHECK(table.unfolded_bytes() == size - 13 * kSegmentBytes);
-  CHECK(table.folded_blocks() == 13 * kSegmentBlocks);
+  CHECK(table.unfolded_bytes() == size - 13 * kRegionBytes);
+  CHECK(table.folded_blocks() == 13 * kRegionBlocks);
   CHECK(!table.root());
   CHECK(table.unknown_ranges() ==
-        std::vector<ByteRange>{{13 * kSegmentBytes, 5 * kBlock},
+        std::vector<ByteRange>{{13 * kRegionBytes, 5 * kBlock},
                                {at13 + data.size(), size - at13 - data.size()}});
 
-  // A trim in segment 10: back to segment 8's checkpoint (9-11 thinned).
-  table.forget(10 * kSegmentBytes + 7, 1);
+  // A trim in region 10: back to region 8's checkpoint (9-11 thinned).
+  table.forget(10 * kRegionBytes + 7, 1);
   CHECK(table.unfolded_bytes() ==
-        size - 13 * kSegmentBytes + 5 * kSegmentBytes);
-  CHECK(table.folded_blocks() == 8 * kSegmentBlocks);
+        size - 13 * kRegionBytes + 5 * kRegionBytes);
+  CHECK(table.folded_blocks() == 8 * kRegionBlocks);
 
   // Reading the unknown ranges back (zeros, but for the write) gives the
   // root of the image, and folds it all again.

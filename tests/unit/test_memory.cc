@@ -55,19 +55,19 @@ TEST_CASE("data blocks cost their digest plus at most 8 bytes", "[memory]") {
     }
     size_t used = table.memory_bytes() - before;
     // Fixed cost of the touched regions: at most 1 byte per block of each
-    // touched segment.
-    uint64_t segments = (touched.back() / 65536) + 1;
-    CHECK(used <= count * (parameters.digest_size() + 8) + segments * 65536);
+    // touched region.
+    uint64_t regions = (touched.back() / 65536) + 1;
+    CHECK(used <= count * (parameters.digest_size() + 8) + regions * 65536);
     CHECK(table.counts().data == count);
 
-    // Dense: every block of a region.  The second region lies in the same
-    // segment, so its cost is the data blocks' alone.
+    // Dense: 1024 blocks written whole, twice.  The second chunk lies in
+    // the same region, so its cost is the data blocks' alone.
     BlockTable dense(parameters, 64ull << 30);
-    std::vector<uint8_t> region = random_bytes(random, 64u << 20);  // 1024 blocks
-    dense.put_data(0, region);
+    std::vector<uint8_t> chunk = random_bytes(random, 64u << 20);  // 1024 blocks
+    dense.put_data(0, chunk);
     size_t after_first = dense.memory_bytes();
-    region[0] ^= 1;
-    dense.put_data(64u << 20, region);
+    chunk[0] ^= 1;
+    dense.put_data(64u << 20, chunk);
     size_t per_block = (dense.memory_bytes() - after_first) / 1024;
     CHECK(per_block <= parameters.digest_size() + 8);
   }

@@ -1,0 +1,217 @@
+// See whole_digest.h.
+//
+// Invariants (mutex_ held):
+// - pieces_ are sorted, non-overlapping, non-empty, and all at or after
+//   cursor_; buffered_ is the sum of their data bytes.
+// - hashed_ <= cursor_; they differ only while a thread is advancing:
+//   it has claimed [hashed_, cursor_) and feeds it to hasher_ in order.
+
+#include "whole_digest.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace blkhash {
+
+namespace {
+
+// Zeros fed to the digest for zero runs, this much at a time.
+constexpr size_t kZeroChunk = 1 << 20;
+
+const uint8_t* zero_chunk() {
+  static const std::vector<uint8_t> zeros(kZeroChunk, 0);
+  return zeros.data();
+}
+
+}  // namespace
+
+WholeDigest::WholeDigest(const DigestAlgorithm& digest, uint64_t length,
+                         uint64_t window)
+    : length_(length),
+      window_(window),
+      digest_size_(digest.size()),
+      hasher_(digest.new_hasher()) {}
+
+WholeDigest::~WholeDigest() = default;
+
+void WholeDigest::check_range(uint64_t offset, uint64_t length) const {
+  if (offset > length_ || length > length_ - offset)
+    throw std::out_of_range("range " + std::to_string(offset) + "+" +
+                            std::to_string(length) + " beyond the image (" +
+                            std::to_string(length_) + " bytes)");
+}
+
+void WholeDigest::write(uint64_t offset, std::span<const uint8_t> data) {
+  put(offset, data.size(), data.data(), Source::kWrite);
+}
+
+void WholeDigest::write_zero(uint64_t offset, uint64_t length) {
+  put(offset, length, nullptr, Source::kWrite);
+}
+
+void WholeDigest::observe(uint64_t offset, std::span<const uint8_t> data) {
+  put(offset, data.size(), data.data(), Source::kObserve);
+}
+
+void WholeDigest::observe_zero(uint64_t offset, uint64_t length) {
+  put(offset, length, nullptr, Source::kObserve);
+}
+
+void WholeDigest::forget(uint64_t offset, uint64_t length) {
+  check_range(offset, length);
+  if (length == 0) return;
+  MutexLock lock(mutex_);
+  if (offset < cursor_) stale_ = true;
+  const uint64_t from = std::max(offset, cursor_);
+  if (from < offset + length) erase_locked(from, offset + length);
+}
+
+void WholeDigest::put(uint64_t offset, uint64_t length, const uint8_t* data,
+                      Source source) {
+  check_range(offset, length);
+  if (length == 0) return;
+  const uint64_t base = offset;  // data[0] is the byte at `base`
+  const uint64_t end = offset + length;
+  auto bytes_at = [&](uint64_t at) { return data ? data + (at - base) : nullptr; };
+
+  MutexLock lock(mutex_);
+  if (offset < cursor_) {
+    // Already hashed: a read saw what was hashed; a write changed it.
+    if (source == Source::kWrite) stale_ = true;
+    offset = std::min(cursor_, end);
+    if (offset == end) return;
+  }
+  if (source == Source::kWrite) {
+    erase_locked(offset, end);
+    insert_locked(offset, end - offset, bytes_at(offset));
+  } else {
+    // Only the bytes no piece holds yet.
+    std::vector<ByteRange> gaps;
+    uint64_t at = offset;
+    auto it = pieces_.upper_bound(offset);
+    if (it != pieces_.begin()) --it;
+    for (; it != pieces_.end() && it->first < end; ++it) {
+      const uint64_t piece_end = it->first + it->second.length;
+      if (piece_end <= at) continue;
+      if (it->first > at) gaps.push_back({at, it->first - at});
+      at = piece_end;
+    }
+    if (at < end) gaps.push_back({at, end - at});
+    for (const ByteRange& gap : gaps)
+      insert_locked(gap.offset, gap.length, bytes_at(gap.offset));
+  }
+  advance();
+}
+
+void WholeDigest::erase_locked(uint64_t offset, uint64_t end) {
+  auto it = pieces_.lower_bound(offset);
+  if (it != pieces_.begin()) {
+    auto before = std::prev(it);
+    if (before->first + before->second.length > offset) it = before;
+  }
+  while (it != pieces_.end() && it->first < end) {
+    const uint64_t piece_start = it->first;
+    const uint64_t piece_end = piece_start + it->second.length;
+    Piece piece = std::move(it->second);
+    it = pieces_.erase(it);
+    buffered_ -= piece.bytes.size();
+    auto part = [&](uint64_t from) {
+      return piece.bytes.empty() ? nullptr
+                                 : piece.bytes.data() + (from - piece_start);
+    };
+    // The parts outside [offset, end) stay; the tail goes after `it`,
+    // where this loop no longer looks.
+    if (piece_start < offset)
+      insert_locked(piece_start, offset - piece_start, part(piece_start));
+    if (piece_end > end) insert_locked(end, piece_end - end, part(end));
+  }
+}
+
+void WholeDigest::insert_locked(uint64_t offset, uint64_t length,
+                                const uint8_t* data) {
+  Piece piece;
+  piece.length = length;
+  if (data) piece.bytes.assign(data, data + length);
+  buffered_ += piece.bytes.size();
+  pieces_.emplace(offset, std::move(piece));
+}
+
+void WholeDigest::advance() {
+  if (advancing_) return;  // that thread will take our piece too
+  advancing_ = true;
+  while (!pieces_.empty() && pieces_.begin()->first == cursor_) {
+    auto node = pieces_.extract(pieces_.begin());
+    const Piece& piece = node.mapped();
+    buffered_ -= piece.bytes.size();
+    cursor_ += piece.length;
+    mutex_.unlock();
+    try {
+      hash_piece(piece);
+    } catch (...) {
+      mutex_.lock();
+      stale_ = true;  // the digest missed bytes: never report it
+      advancing_ = false;
+      throw;
+    }
+    mutex_.lock();
+    hashed_ += piece.length;
+  }
+  advancing_ = false;
+}
+
+void WholeDigest::hash_piece(const Piece& piece) {
+  if (!piece.bytes.empty()) {
+    hasher_->update(piece.bytes.data(), piece.bytes.size());
+    return;
+  }
+  for (uint64_t left = piece.length; left > 0;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, kZeroChunk));
+    hasher_->update(zero_chunk(), n);
+    left -= n;
+  }
+}
+
+uint64_t WholeDigest::cursor() const {
+  MutexLock lock(mutex_);
+  return cursor_;
+}
+
+bool WholeDigest::stale() const {
+  MutexLock lock(mutex_);
+  return stale_;
+}
+
+bool WholeDigest::over_window() const {
+  MutexLock lock(mutex_);
+  return buffered_ > window_;
+}
+
+uint64_t WholeDigest::buffered_bytes() const {
+  MutexLock lock(mutex_);
+  return buffered_;
+}
+
+std::optional<ByteRange> WholeDigest::claim_gap(uint64_t max_length) {
+  MutexLock lock(mutex_);
+  if (gap_claimed_ || stale_ || cursor_ >= length_) return std::nullopt;
+  const uint64_t next = pieces_.empty() ? length_ : pieces_.begin()->first;
+  if (next == cursor_) return std::nullopt;  // ready: being hashed
+  gap_claimed_ = true;
+  return ByteRange{cursor_, std::min(next - cursor_, max_length)};
+}
+
+void WholeDigest::release_gap() {
+  MutexLock lock(mutex_);
+  gap_claimed_ = false;
+}
+
+std::optional<DigestValue> WholeDigest::final() const {
+  MutexLock lock(mutex_);
+  if (stale_ || advancing_ || hashed_ != length_) return std::nullopt;
+  std::vector<uint8_t> out(digest_size_);
+  hasher_->clone()->finish(out.data());
+  return DigestValue(out);
+}
+
+}  // namespace blkhash

@@ -1,0 +1,124 @@
+// The ordinary digest of a whole image (sha256sum's value), from pieces
+// that arrive in any order.
+//
+// An ordinary digest needs the image's bytes in order, and clients send
+// them in any order.  A WholeDigest keeps a cursor: every byte before it
+// has been fed to the digest, in order.  Pieces that arrive ahead of the
+// cursor wait in a reorder buffer (sorted, non-overlapping pieces: data,
+// or zero runs that cost no memory) until the cursor reaches them.  The
+// buffer's data may grow past `window` bytes only until the caller reads
+// the gap at the cursor itself (claim_gap(): the bytes no client sent
+// yet), which lets the cursor move on and frees the buffer.
+//
+// What each call means, as in the block table (block_table.h):
+//   write / write_zero   new content: replaces what is buffered there
+//   observe              content seen by a read: sets only what is not
+//                        buffered yet, never overriding a write
+//   forget               content no longer known (trim, failed write)
+// A write, zero or forget of bytes the cursor has passed makes the digest
+// stale(): the bytes hashed are no longer the content, and only reading
+// the whole image again gives its digest.  Reads behind the cursor change
+// nothing.
+//
+// Threads: every method may be called from any number of threads at
+// once.  mutex_ guards the buffer and the cursor; hashing runs without
+// it, by one thread at a time (the one that finds the cursor's piece
+// ready claims every ready piece, moving the cursor past them before it
+// hashes, so a write landing meanwhile counts as behind the cursor).
+// The caller orders overlapping writes and reads (the filter's range
+// lock), as for the block table.
+
+#ifndef BLKHASH_WHOLE_DIGEST_H
+#define BLKHASH_WHOLE_DIGEST_H
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "digest.h"
+#include "thread_annotations.h"
+#include "byte_range.h"
+
+namespace blkhash {
+
+class WholeDigest {
+ public:
+  // An image of `length` bytes; at most about `window` bytes of data
+  // buffered ahead of the cursor before over_window() says to read.
+  WholeDigest(const DigestAlgorithm& digest, uint64_t length,
+              uint64_t window);
+  ~WholeDigest();
+
+  WholeDigest(const WholeDigest&) = delete;
+  WholeDigest& operator=(const WholeDigest&) = delete;
+
+  uint64_t length() const { return length_; }
+
+  // Ranges must lie within [0, length()); a range beyond throws
+  // std::out_of_range.
+  void write(uint64_t offset, std::span<const uint8_t> data);
+  void write_zero(uint64_t offset, uint64_t length);
+  void observe(uint64_t offset, std::span<const uint8_t> data);
+  void observe_zero(uint64_t offset, uint64_t length);
+  void forget(uint64_t offset, uint64_t length);
+
+  // Bytes fed (or being fed) to the digest, in order, from offset 0.
+  uint64_t cursor() const;
+  // A change landed behind the cursor (see above).
+  bool stale() const;
+  // Data buffered ahead of the cursor is over the window.
+  bool over_window() const;
+  uint64_t buffered_bytes() const;
+
+  // The unknown bytes at the cursor, at most `max_length` of them, for the
+  // caller to read and observe(); nothing if the cursor's bytes are
+  // buffered, the image is done, or another thread holds a claim.  The
+  // claim lasts until release_gap().
+  std::optional<ByteRange> claim_gap(uint64_t max_length);
+  void release_gap();
+
+  // The digest, once the cursor is at the end and the digest not stale.
+  std::optional<DigestValue> final() const;
+
+ private:
+  struct Piece {
+    uint64_t length = 0;
+    std::vector<uint8_t> bytes;  // empty: a zero run
+  };
+  enum class Source { kWrite, kObserve };
+
+  void check_range(uint64_t offset, uint64_t length) const;
+  // Stores [offset, offset + length) of `data` (null: zeros).
+  void put(uint64_t offset, uint64_t length, const uint8_t* data,
+           Source source) EXCLUDES(mutex_);
+  // Removes [offset, end) from the buffer.
+  void erase_locked(uint64_t offset, uint64_t end) REQUIRES(mutex_);
+  void insert_locked(uint64_t offset, uint64_t length, const uint8_t* data)
+      REQUIRES(mutex_);
+  // Hashes every piece ready at the cursor; mutex_ is released while
+  // hashing, and held again on return.
+  void advance() REQUIRES(mutex_);
+  void hash_piece(const Piece& piece);
+
+  const uint64_t length_;
+  const uint64_t window_;
+  const size_t digest_size_;
+  std::unique_ptr<Hasher> hasher_;  // used by the advancing thread only
+
+  mutable Mutex mutex_;  // guards everything below
+  std::map<uint64_t, Piece> pieces_ GUARDED_BY(mutex_);  // by offset, >= cursor_
+  uint64_t cursor_ GUARDED_BY(mutex_) = 0;
+  uint64_t buffered_ GUARDED_BY(mutex_) = 0;  // data bytes in pieces_
+  // Bytes the digest has consumed (<= cursor_).
+  uint64_t hashed_ GUARDED_BY(mutex_) = 0;
+  bool advancing_ GUARDED_BY(mutex_) = false;
+  bool stale_ GUARDED_BY(mutex_) = false;
+  bool gap_claimed_ GUARDED_BY(mutex_) = false;
+};
+
+}  // namespace blkhash
+
+#endif  // BLKHASH_WHOLE_DIGEST_H

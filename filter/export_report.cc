@@ -1,0 +1,202 @@
+// ExportState, part two: when reports are made, and how (see
+// export_state.h).  Requests and the connection lifecycle are in
+// export_state.cc.
+
+#include <cinttypes>
+
+#include "export_state.h"
+#include "interrupt.h"
+#include "publish.h"
+#include "readback.h"
+#include "whole_readback.h"
+
+namespace blkhash::filter {
+
+namespace {
+
+// How often a check waiting for connections looks at the interrupt flag.
+constexpr auto kCheckPoll = std::chrono::milliseconds(100);
+
+}  // namespace
+
+// --- Reports -----------------------------------------------------------------------
+
+bool ExportState::report_due_locked() const {
+  return !reported_ || changed_since_report_;
+}
+
+Verdict ExportState::check(nbdkit_backend* backend,
+                           std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  while (attached_ > 0 || reporting_) {
+    if (reports_interrupted() ||
+        std::chrono::steady_clock::now() >= deadline) {
+      nbdkit_error("blkhash: export %s: %u connection(s) with data requests "
+                   "still attached after blkhash-check-timeout=%u",
+                   quote(name_).c_str(), attached_, config_.check_timeout);
+      return Verdict::kIncomplete;
+    }
+    idle_.wait_for(lock, kCheckPoll);
+  }
+  if (report_due_locked()) report_through_locked(lock, backend, 0);
+  return verdict_.value_or(Verdict::kIncomplete);
+}
+
+void ExportState::report_at_cleanup(nbdkit_backend* backend) {
+  // nbdkit may reach .cleanup while a connection thread is still making
+  // the report of its .finalize: let it finish (and not race it).
+  std::unique_lock lock(mutex_);
+  idle_.wait(lock, [this] { return !reporting_; });
+  if (report_due_locked()) report_through_locked(lock, backend, 1);
+}
+
+void ExportState::report_locked(std::unique_lock<std::mutex>& lock,
+                                nbdkit_next* next) {
+  reporting_ = true;
+  lock.unlock();
+  report(next);
+  lock.lock();
+  reporting_ = false;
+  idle_.notify_all();
+}
+
+void ExportState::report_through_locked(std::unique_lock<std::mutex>& lock,
+                                        nbdkit_backend* backend, int shared) {
+  reporting_ = true;
+  lock.unlock();
+  nbdkit_next* next = nbdkit_next_context_open(backend, 1, name_.c_str(),
+                                               shared);
+  if (!next) {
+    nbdkit_error("blkhash: export %s: cannot open the plugin to report",
+                 quote(name_).c_str());
+  } else {
+    if (next->prepare(next) == -1) {
+      nbdkit_error("blkhash: export %s: cannot prepare the plugin to report",
+                   quote(name_).c_str());
+    } else {
+      bool ready;
+      {
+        std::lock_guard relock(mutex_);
+        ready = ensure_table_locked(next) == 0;
+      }
+      if (ready)
+        report(next);
+      else
+        report_unavailable(next);
+      next->finalize(next);
+    }
+    nbdkit_next_context_close(next);
+  }
+  lock.lock();
+  reporting_ = false;
+  idle_.notify_all();
+}
+
+Report ExportState::compute_report(nbdkit_next* next) {
+  Report report;
+  report.digest = config_.parameters->digest().name();
+  report.block_size = config_.parameters->block_size();
+  report.label = config_.parameters->label();
+  report.export_name = name_;
+  report.size = table_->length();
+  report.hashed_in_flight = table_->bytes_hashed() - hashed_at_last_report_;
+  report.unfolded = table_->unfolded_bytes() - unfolded_at_last_report_;
+  report.expected = config_.expected;
+  report.verify = config_.verify;
+  try {
+    if (whole_) compute_whole(next, report);
+    if (table_lost_) {
+      report.error = "the filter lost track of writes (out of memory)";
+    } else {
+      ReadBack reader(next, *table_, ranges_, readers_);
+      bool complete = reader.complete();
+      report.read_back = reader.bytes_read();
+      if (!complete) {
+        report.error = reader.error();
+      } else {
+        report.root = table_->root();
+        if (!report.root) report.error = "blocks still unknown after reading";
+      }
+    }
+    hashed_at_last_report_ = table_->bytes_hashed();
+    unfolded_at_last_report_ = table_->unfolded_bytes();
+
+    if (report.root && config_.verify) {
+      // Read everything back, ignoring what was hashed in flight.
+      BlockTable fresh(*config_.parameters, table_->length(), pool_,
+                       BlockTable::Fold::kSettledPrefix);
+      ReadBack reader(next, fresh, ranges_, readers_);
+      if (reader.complete()) {
+        report.readback = fresh.root();
+        if (!report.readback) report.verify_error = "blocks still unknown";
+      } else {
+        report.verify_error = reader.error();
+      }
+      report.verify_read = reader.bytes_read();
+    }
+  } catch (const std::exception& e) {
+    report.root.reset();
+    report.error = e.what();
+  }
+  return report;
+}
+
+void ExportState::compute_whole(nbdkit_next* next, Report& report) {
+  report.whole_name = config_.whole_digest->name();
+  report.whole_expected = config_.whole_expected;
+  uint64_t read = whole_read_.exchange(0);
+  if (table_lost_) {
+    report.whole_error = "the filter lost track of writes (out of memory)";
+  } else if (!whole_->stale()) {
+    WholeReadBack reader(next, *whole_, *table_, ranges_, !written_);
+    reader.read_to_end();
+    read += reader.bytes_read();
+    report.whole = whole_->final();
+    if (!report.whole) report.whole_error = reader.error();
+  }
+  if (whole_->stale() && !table_lost_) {
+    // Changed behind the cursor: only a fresh pass over the whole export
+    // gives its digest.  It starts the next one too.
+    auto fresh = std::make_shared<WholeDigest>(
+        *config_.whole_digest, table_->length(), config_.whole_window);
+    WholeReadBack reader(next, *fresh, *table_, ranges_, !written_);
+    reader.read_to_end();
+    read += reader.bytes_read();
+    report.whole = fresh->final();
+    report.whole_error = report.whole ? "" : reader.error();
+    std::lock_guard lock(mutex_);
+    whole_ = std::move(fresh);
+  }
+  report.whole_read = read;
+}
+
+void ExportState::report_unavailable(nbdkit_next* next) {
+  Report report;
+  report.label = config_.parameters->label();
+  report.export_name = name_;
+  int64_t size = next->get_size(next);
+  report.size = size == -1 ? 0 : static_cast<uint64_t>(size);
+  report.error = "the export cannot be hashed (see the error before)";
+  publish(report, config_);
+  std::lock_guard lock(mutex_);
+  description_ = report.line();
+  verdict_ = report.verdict();
+}
+
+void ExportState::report(nbdkit_next* next) {
+  changed_since_report_ = false;
+  Report report = compute_report(next);
+  bool published = publish(report, config_);
+  const Verdict verdict = report.verdict();
+  // An incomplete report, or a result file not written: try again at the
+  // next check or at shutdown.
+  if (verdict == Verdict::kIncomplete || !published)
+    changed_since_report_ = true;
+
+  std::lock_guard lock(mutex_);
+  description_ = report.line();
+  verdict_ = verdict;
+  reported_ = report.root.has_value();
+}
+
+}  // namespace blkhash::filter
