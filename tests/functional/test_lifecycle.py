@@ -106,11 +106,6 @@ def check_cmd(sock, export=""):
     return ["nbdinfo", "--list", "nbd+unix:///%s?socket=%s" % (export, sock)]
 
 
-def run_check(sock, timeout=120):
-    return subprocess.run(check_cmd(sock), capture_output=True, text=True,
-                          env=ENV, timeout=timeout)
-
-
 # --- 3. Two names over one storage; a lower layer with stale extents -----------
 
 
@@ -201,7 +196,7 @@ def two_names_case(tmp, run):
             checker.kill()
             checker.wait()
             check(False, what + ": the check ended")
-        final = srv.read_back(0, "r")
+        final = srv.read_back("r")
     finally:
         rc, log = srv.stop()
     check(rc == 0, what + ": nbdkit exit status 0", tail(log))
@@ -241,10 +236,10 @@ def lower_layer_case(tmp, inner, run):
             model[off:off + 100] = piece
         h.shutdown()
         srv.handles.remove(h)
-        c = run_check(srv.sock)
+        c = srv.ask_verdict()
         check(c.returncode == 0, what + ": the check passes", c.stderr)
         by_check = srv.reports()
-        final = srv.read_back(0)
+        final = srv.read_back()
     finally:
         rc, log = srv.stop()
     check(rc == 0, what + ": nbdkit exit status 0", tail(log))
@@ -561,7 +556,7 @@ def test_result_file(tmp):
                 # Every block is known: the report is made at the
                 # disconnect; the check then has nothing left to do.
                 if run_check_too:
-                    run_check(srv.sock)
+                    srv.ask_verdict()
                 srv.wait_reports(n, timeout=60)
                 return content
 
@@ -594,7 +589,7 @@ def test_result_file(tmp):
                   what + ": no temporary file left", os.listdir(full))
             # Removing it freed room: a later write may succeed, but only
             # ever with the current value.
-            run_check(srv.sock)
+            srv.ask_verdict()
             check(not os.path.exists(result) or
                   read(result) == (reference(second) + "\n").encode(),
                   what + ": after a check, no file or the current value",
@@ -669,7 +664,7 @@ def test_killed_copy(tmp):
                                    timeout=120)
             check(retry.returncode == 0, what + ": the retried copy is not "
                   "refused", retry.stderr + tail(srv.log()))
-            c = run_check(srv.sock)
+            c = srv.ask_verdict()
             check(c.returncode == 0, what + ": the check passes",
                   c.stderr + tail(srv.log()))
         finally:
