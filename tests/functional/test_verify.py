@@ -11,13 +11,13 @@ blkhash-expect=HEX, with real copy tools on both sides of a copy:
   checksum MISMATCH: sha256/64K <actual>, expected <expected>" and the
   report says expect=MISMATCH expected=<expected>;
 - a qcow2 file downloaded by the curl plugin from a loopback HTTP server
-  with byte ranges (range_http_server.py), converted by qemu-img, then a
-  check connection: qemu-img never reads the refcount blocks, so the
-  filter reads the rest when the last client leaves (read > 0).  A match
-  exits 0; a changed data byte, a changed byte that qemu-img never reads
-  (an unused refcount entry: the converted image is still correct) and a
-  wrong value make the check connection fail (non-zero exit) and the
-  refused open is logged with MISMATCH;
+  with byte ranges (range_http_server.py), converted by qemu-img, then
+  the check (nbdinfo --list): qemu-img never reads the refcount blocks,
+  so the filter reads the rest when the check asks for the verdict
+  (read > 0).  A match exits 0; a changed data byte, a changed byte that
+  qemu-img never reads (an unused refcount entry: the converted image is
+  still correct) and a wrong value make the check fail (non-zero exit),
+  and its error line, after the report, says verdict mismatch;
 - exactly which request fails: a Python NBD client sees EIO on the write,
   zero, read or block status that makes every block known, and on every
   later flush, but not before; with the right value nothing fails;
@@ -30,15 +30,15 @@ report says verify=match with readback == the reference over the target
 file and verify-read > 0; when the backing file is changed behind the
 filter's back while a client is still connected, the report says
 verify=MISMATCH, its checksum is the reference over what the client wrote,
-readback is the reference over the changed file, and later connections are
-refused.
+readback is the reference over the changed file, the check fails, and a
+later plain connection is not refused.
 
 Every expected value comes from the independent hashlib reference() over
 the relevant raw bytes, never from the filter.
 
 Limits of the tools, not of the filter: nbdkit 1.32 does not pass error
-text to clients (a refused open reaches nbdinfo as "No such file or
-directory"), so MISMATCH is checked in nbdkit's log; and nbdkit 1.32 can
+text to clients (a failed check reaches nbdinfo as "Operation not
+supported"), so the verdict is checked in nbdkit's log; and nbdkit 1.32 can
 abort when a multi-connection nbdcopy dies with requests in flight, see
 mismatch_runs().
 """
@@ -379,7 +379,7 @@ def test_curl_qcow2(tmp, good, paths):
     result = os.path.join(tmp, "curl-sum")
     check_err = os.path.join(tmp, "check.err")
     convert = 'qemu-img convert -f qcow2 "$uri" -O raw %s' % shlex.quote(out)
-    checked = ('%s && nbdinfo --no-content "$uri" >/dev/null 2>%s'
+    checked = ('%s && nbdinfo --list "$uri" >/dev/null 2>%s'
                % (convert, shlex.quote(check_err)))
     server = HttpServer(www, log)
     try:
@@ -419,16 +419,16 @@ def test_curl_qcow2(tmp, good, paths):
                             completion=False)
             check(os.path.exists(check_err) and
                   "nbdinfo" in read(check_err).decode(),
-                  what + ": the check connection failed",
-                  tail(p.stderr))
+                  what + ": the check failed", tail(p.stderr))
             lines = p.stderr.splitlines()
             reports = [i for i, l in enumerate(lines)
                        if l.startswith("nbdkit: blkhash: ")]
-            refused = [i for i, l in enumerate(lines)
-                       if ": error: " in l and "MISMATCH" in l
-                       and reports and i > reports[-1]]
-            check(len(refused) >= 1, what + ": the refused open is logged "
-                  "with MISMATCH after the report", tail(p.stderr))
+            failed = [i for i, l in enumerate(lines)
+                      if ": error: blkhash: " in l
+                      and "verdict mismatch" in l
+                      and reports and i > reports[-1]]
+            check(len(failed) >= 1, what + ": the check's error says "
+                  "verdict mismatch, after the report", tail(p.stderr))
             if name == "bad-refcount.qcow2":
                 check(os.path.exists(out) and read(out) == good,
                       what + ": qemu-img saw nothing wrong (copy == raw "
@@ -626,7 +626,8 @@ def test_verify(tmp, good, paths, good_hex):
             check(int(last.get("verify-read", "0")) > 0,
                   what + ": verify-read > 0", last["line"])
             check(re.search(r" verify=match readback=[0-9a-f]{64} "
-                            r"verify-read=[0-9]+$", last["line"])
+                            r"verify-read=[0-9]+ verdict=match$",
+                            last["line"])
                   is not None, what + ": line ends with the verify fields",
                   last["line"])
             if with_expect:
@@ -651,7 +652,9 @@ def test_verify(tmp, good, paths, good_hex):
     check_err = os.path.join(tmp, "verify-check.err")
     p = nbdkit(["file", disk], ["blkhash-verify=true"],
                run="/usr/bin/python3 %s verify \"$unixsocket\" %d %d %s %s "
-               "&& nbdinfo --no-content \"$uri\" >/dev/null 2>%s"
+               "&& nbdinfo --list \"$uri\" >/dev/null 2>%s; rc=$?; "
+               "nbdinfo --no-content \"$uri\" >/dev/null && echo PLAIN_OK; "
+               "exit $rc"
                % (shlex.quote(client), size, seed, shlex.quote(out),
                   shlex.quote(disk), shlex.quote(check_err)))
     what = "verify changed behind the filter"
@@ -666,8 +669,7 @@ def test_verify(tmp, good, paths, good_hex):
           what + ": one byte of the file was changed")
     want_hex, readback_hex = reference(written), reference(changed)
     check(want_hex != readback_hex, what + ": the references differ")
-    check(p.returncode != 0, what + ": the check connection fails",
-          tail(p.stderr))
+    check(p.returncode != 0, what + ": the check fails", tail(p.stderr))
     reports = reports_of(p.stderr)
     if check(len(reports) == 1, what + ": one report", tail(p.stderr)):
         r = reports[0]
@@ -680,12 +682,15 @@ def test_verify(tmp, good, paths, good_hex):
         check(r.get("verify-read") == str(size),
               what + ": verify-read == size (all data)", r["line"])
         check(r["line"].endswith(" verify=MISMATCH readback=%s "
-                                 "verify-read=%d" % (readback_hex, size)),
+                                 "verify-read=%d verdict=mismatch"
+                                 % (readback_hex, size)),
               what + ": line ends with the verify fields", r["line"])
     check(re.search(r": error: .*MISMATCH", p.stderr) is not None,
           what + ": an nbdkit error line with MISMATCH", tail(p.stderr))
     check(os.path.exists(check_err) and read(check_err),
-          what + ": the later connection was refused", tail(p.stderr))
+          what + ": the check failed", tail(p.stderr))
+    check("PLAIN_OK" in p.stdout, what + ": a later plain connection is "
+          "not refused", tail(p.stderr))
 
 
 # --- Values of blkhash-expect ----------------------------------------------------
