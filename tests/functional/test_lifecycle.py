@@ -45,8 +45,9 @@ Proves:
      stale value) and logs an error naming the file, leaving no temporary
      file; once there is room again the next report writes it.
   8. A copy into a memory export with blkhash-expect killed mid-way
-     (SIGKILL of qemu-img convert slowed by nbdkit's delay filter, and of a
-     Python NBD client with requests in flight, after writing garbage),
+     (SIGKILL of qemu-img convert and of nbdcopy, slowed by nbdkit's delay
+     filter, and of a Python NBD client with requests in flight, after
+     writing garbage),
      then the right copy again into the same nbdkit: it succeeds, the
      check passes, the report says verdict=match with the reference.
 
@@ -633,20 +634,24 @@ def test_killed_copy(tmp):
     want = reference(src_data)
     client = os.path.join(tmp, "killed-client.py")
     write(client, KILLED_CLIENT.encode())
-    for how in ("qemu-img convert, SIGKILL", "NBD client, SIGKILL"):
-        what = "killed copy (%s), then a retry" % how
-        # The delay filter below ours makes the copy take about 2 s.
-        inner = ["delay"] if how.startswith("qemu-img") else []
+    copiers = {
+        "qemu-img convert": ["qemu-img", "convert", "-n", "-f", "raw",
+                             "-O", "raw", src],
+        "nbdcopy": ["nbdcopy", src],
+    }
+    for how in ("qemu-img convert", "nbdcopy", "NBD client"):
+        what = "killed copy (%s, SIGKILL), then a retry" % how
+        # The delay filter below ours makes a copy take about 2 s.
+        inner = ["delay"] if how in copiers else []
         srv = Server(tmp, ["memory", "size=%d" % size, "delay-write=200ms"]
                      if inner else ["memory", "size=%d" % size],
                      ["blkhash-expect=" + want], inner_filters=inner,
                      tag="killed")
         try:
             uri = "nbd+unix:///?socket=" + srv.sock
-            if inner:
+            if how in copiers:
                 copy = subprocess.Popen(
-                    ["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw",
-                     src, uri], stdout=subprocess.DEVNULL,
+                    copiers[how] + [uri], stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, env=ENV)
                 time.sleep(0.6)
                 copy.kill()
