@@ -6,7 +6,9 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "catch.h"
@@ -208,6 +210,59 @@ TEST_CASE("diff names the blocks that differ", "[map]") {
   const BlockRangeList first = BlockMap::diff(a, b, 1);
   CHECK(first.text() == "2,... (3 ranges)");
   CHECK(first.block_count() == 4);
+}
+
+// Records every leaf a table tells, as hex, by block.
+struct Recorder : LeafObserver {
+  std::map<uint64_t, std::string> leaves;
+  void leaf_known(uint64_t block, const uint8_t* leaf) override {
+    leaves[block] = std::string(reinterpret_cast<const char*>(leaf), 32);
+  }
+};
+
+TEST_CASE("a table's map and the leaves it tells", "[map]") {
+  const uint64_t seed = GENERATE(range(1, 6));
+  std::mt19937_64 random(seed);
+  const Parameters parameters = make_parameters("sha256", 4096);
+  const auto bytes = sample(random, 4096);
+  Recorder recorder;
+  BlockTable table(parameters, bytes.size(), nullptr, BlockTable::Fold::kNone,
+                   &recorder);
+  // Unordered writes of random sizes; zero blocks written as zeroes.
+  std::vector<std::pair<uint64_t, uint64_t>> chunks;
+  for (uint64_t off = 0; off < bytes.size();) {
+    const uint64_t n = std::min<uint64_t>(1 + random() % 9000,
+                                          bytes.size() - off);
+    chunks.push_back({off, n});
+    off += n;
+  }
+  std::shuffle(chunks.begin(), chunks.end(), random);
+  for (auto [off, n] : chunks) {
+    CHECK(!table.map());  // incomplete
+    if (std::all_of(bytes.begin() + off, bytes.begin() + off + n,
+                    [](uint8_t b) { return b == 0; }))
+      table.put_zero(off, n);
+    else
+      table.put_data(off, {bytes.data() + off, n});
+  }
+  const auto map = table.map();
+  REQUIRE(map);
+  CHECK(*map == hand_map(bytes, 4096));
+  REQUIRE(recorder.leaves.size() == 13);
+  for (uint64_t b = 0; b < 13; b++)
+    CHECK(recorder.leaves[b] ==
+          sha256(bytes.data() + b * 4096,
+                 std::min<size_t>(4096, bytes.size() - b * 4096)));
+}
+
+TEST_CASE("a folded table has no map", "[map]") {
+  const Parameters parameters = make_parameters("sha256", 4096);
+  std::vector<uint8_t> bytes(4096 * 130, 1);
+  BlockTable table(parameters, bytes.size(), nullptr,
+                   BlockTable::Fold::kSettledPrefix);
+  table.put_data(0, bytes);
+  CHECK(table.root());
+  CHECK(!table.map());
 }
 
 }  // namespace
