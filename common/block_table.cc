@@ -405,7 +405,7 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
   return list.take();
 }
 
-std::optional<std::string> BlockTable::map() const {
+std::optional<std::string> BlockTable::map(DigestValue* root) const {
   if (folded_.front() > 0) return std::nullopt;  // folded leaves are gone
   BlockMapWriter writer(parameters_, layout_.length());
   std::vector<uint8_t> leaves;
@@ -425,7 +425,9 @@ std::optional<std::string> BlockTable::map() const {
                          group->digests.get(), leaves);
     for (unsigned i = 0; i < n; i++) writer.add_leaf(leaves.data() + i * d);
   }
-  return writer.finish();
+  std::string bytes = writer.finish();
+  if (root) *root = writer.root();
+  return bytes;
 }
 
 uint64_t BlockTable::unknown_bytes() const {

@@ -158,10 +158,10 @@ class BlockTable {
 
   // The block map (block_map.h) of the image: its bytes, if every block
   // is known and none is folded (with Fold::kNone, whenever root() would
-  // answer).  Its root is the root() of the table as it was while the
-  // map was made: the caller compares the two if the table may change
-  // meanwhile.
-  std::optional<std::string> map() const;
+  // answer).  Its root, written to `*root` if given, is the root() of the
+  // table as it was while the map was made: the caller compares the two
+  // if the table may change meanwhile.
+  std::optional<std::string> map(DigestValue* root = nullptr) const;
 
  private:
   static constexpr unsigned kGroupBlocks = BlockLayout::kGroupBlocks;
