@@ -8,6 +8,7 @@
 #include "interrupt.h"
 #include "publish.h"
 #include "readback.h"
+#include "result_file.h"
 #include "whole_readback.h"
 
 namespace blkhash::filter {
@@ -187,6 +188,7 @@ void ExportState::report(nbdkit_next* next) {
   changed_since_report_ = false;
   Report report = compute_report(next);
   bool published = publish(report, config_);
+  if (!write_map(report)) published = false;
   const Verdict verdict = report.verdict();
   // An incomplete report, or a result file not written: try again at the
   // next check or at shutdown.
@@ -197,6 +199,32 @@ void ExportState::report(nbdkit_next* next) {
   description_ = report.line();
   verdict_ = verdict;
   reported_ = report.root.has_value();
+}
+
+bool ExportState::write_map(const Report& report) {
+  if (config_.map_file.empty()) return true;
+  std::string problem;
+  try {
+    DigestValue root;
+    std::optional<std::string> bytes;
+    if (report.root) bytes = table_->map(&root);
+    if (bytes && root == *report.root)
+      problem = replace_result_file(config_.map_file, *bytes,
+                                    config_.result_file_mode);
+    else
+      problem = remove_result_file(config_.map_file);
+    if (problem.empty() && report.root && !bytes)
+      problem = "no map: blocks unknown or folded (removed it)";
+    else if (problem.empty() && bytes && !(root == *report.root))
+      problem = "the export changed during the report (removed it)";
+  } catch (const std::exception& e) {
+    problem = e.what();
+    std::string removed = remove_result_file(config_.map_file);
+    if (!removed.empty()) problem += "; " + removed;
+  }
+  if (problem.empty()) return true;
+  nbdkit_error("blkhash-map: %s", problem.c_str());
+  return false;
 }
 
 }  // namespace blkhash::filter

@@ -147,6 +147,9 @@ class ExportState {
   Report compute_report(nbdkit_next* next);
   // The whole-image digest's part of a report.
   void compute_whole(nbdkit_next* next, Report& report);
+  // blkhash-map: replaces the map file with the table's map if the report
+  // has a root, else removes it.  False after nbdkit_error.
+  bool write_map(const Report& report);
 
   const std::string name_;
   const Config& config_;
