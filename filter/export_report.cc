@@ -119,6 +119,15 @@ Report ExportState::compute_report(nbdkit_next* next) {
         if (!report.root) report.error = "blocks still unknown after reading";
       }
     }
+    if (report.root && config_.expect_map) {
+      // The blocks that differ from blkhash-expect-map, named.
+      if (auto bytes = table_->map()) {
+        BlockMap actual = BlockMap::parse(
+            {reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+        BlockRangeList bad = BlockMap::diff(*config_.expect_map, actual, 8);
+        if (!bad.empty()) report.bad_blocks = bad.text();
+      }
+    }
     hashed_at_last_report_ = table_->bytes_hashed();
     unfolded_at_last_report_ = table_->unfolded_bytes();
 

@@ -58,6 +58,7 @@
 #include "block_table.h"
 #include "config.h"
 #include "hash_pool.h"
+#include "map_check.h"
 #include "range_lock.h"
 #include "report.h"
 #include "whole_digest.h"
@@ -129,6 +130,11 @@ class ExportState {
   template <typename Update>
   int record(const char* what, uint64_t offset, uint64_t length, int* err,
              Update update);
+  // blkhash-expect-map: at a request's start, and after it recorded
+  // content: 0, or -1 with *err = EIO after naming the bad blocks it
+  // completed.
+  void begin_checks();
+  int check_blocks(const char* what, int* err);
   // After a request that recorded content: 0, or -1 with *err = EIO if the
   // request completed the image and the root is not blkhash-expect.
   int check_completion(uint64_t completions_before, int* err);
@@ -157,6 +163,8 @@ class ExportState {
   const unsigned readers_;
   RangeLock& ranges_;  // shared by all exports
   const ChangeNotice changed_;
+  // With blkhash-expect-map: told every leaf the table learns.
+  const std::unique_ptr<MapChecker> map_checker_;
 
   std::mutex mutex_;  // guards the members up to the atomics below
   std::condition_variable idle_;  // attached_ or reporting_ fell
