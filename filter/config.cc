@@ -45,6 +45,17 @@ int parse_count(const char* key, const char* value, unsigned minimum,
   return 0;
 }
 
+// nbdkit_parse_size, with an error line naming the parameter.
+int parse_bytes(const char* key, const char* value, uint64_t* out) {
+  int64_t size = nbdkit_parse_size(value);
+  if (size == -1) {
+    nbdkit_error("%s: cannot parse \"%s\"", key, value);
+    return -1;
+  }
+  *out = static_cast<uint64_t>(size);
+  return 0;
+}
+
 }  // namespace
 
 std::string canonical_digest_name(std::string name) {
@@ -119,16 +130,29 @@ int Config::parse(const char* key, const char* value) {
     }
     return 1;
   }
+  if (k == "blkhash-defer") {
+    std::string_view v = value;
+    if (v == "auto") {
+      defer = Deferral::Mode::kAuto;
+    } else if (v == "always") {
+      defer = Deferral::Mode::kAlways;
+    } else if (v == "never") {
+      defer = Deferral::Mode::kNever;
+    } else {
+      nbdkit_error("blkhash-defer: \"%s\" is not auto, always or never",
+                   value);
+      return -1;
+    }
+    return 1;
+  }
+  if (k == "blkhash-defer-memory")
+    return parse_bytes(key, value, &defer_memory) == -1 ? -1 : 1;
   if (k == "blkhash-whole") {
     whole_name = canonical_digest_name(value);
     return 1;
   }
-  if (k == "blkhash-whole-window") {
-    int64_t size = nbdkit_parse_size(value);
-    if (size == -1) return -1;  // nbdkit_parse_size reported it
-    whole_window = static_cast<uint64_t>(size);
-    return 1;
-  }
+  if (k == "blkhash-whole-window")
+    return parse_bytes(key, value, &whole_window) == -1 ? -1 : 1;
   if (k == "blkhash-verify" || k == "blkhash-fold") {
     int r = nbdkit_parse_bool(value);
     if (r == -1) {

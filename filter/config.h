@@ -13,6 +13,7 @@
 #include <string>
 
 #include "block_map.h"
+#include "deferral.h"
 #include "report.h"
 #include "root.h"
 
@@ -30,6 +31,8 @@ struct Config {
   ResultFormat result_format = ResultFormat::kHex;  // blkhash-file-format
   unsigned check_timeout = 60;  // blkhash-check-timeout, seconds
   unsigned max_exports = 64;    // blkhash-max-exports
+  Deferral::Mode defer = Deferral::Mode::kNever;  // blkhash-defer
+  uint64_t defer_memory = 64 << 20;              // blkhash-defer-memory
   // blkhash-whole: the ordinary digest of the whole image too ("": none);
   // blkhash-expect=ALGORITHM:HEX sets it if not given.
   std::string whole_name;
@@ -92,6 +95,8 @@ std::string canonical_digest_name(std::string name);
   "blkhash-expect-map=PATH  Check every block against this block map.\n"  \
   "blkhash-check-timeout=S  How long a check waits for clients (60).\n"     \
   "blkhash-max-exports=N    Export names tracked at most (64).\n"           \
+  "blkhash-defer=auto|always|never  Hash after the reply (never).\n"        \
+  "blkhash-defer-memory=SIZE Copies waiting to be hashed, at most (64M).\n" \
   "Check the verdict by ending --run with: nbdinfo --list \"$uri\""
 
 }  // namespace blkhash::filter

@@ -29,7 +29,7 @@ bool ExportState::report_due_locked() const {
 Verdict ExportState::check(nbdkit_backend* backend,
                            std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
-  while (attached_ > 0 || reporting_) {
+  while (attached_ > 0 || reporting_ || pending_ > 0) {
     if (reports_interrupted() ||
         std::chrono::steady_clock::now() >= deadline) {
       nbdkit_error("blkhash: export %s: %u connection(s) with data requests "
@@ -47,7 +47,7 @@ void ExportState::report_at_cleanup(nbdkit_backend* backend) {
   // nbdkit may reach .cleanup while a connection thread is still making
   // the report of its .finalize: let it finish (and not race it).
   std::unique_lock lock(mutex_);
-  idle_.wait(lock, [this] { return !reporting_; });
+  idle_.wait(lock, [this] { return !reporting_ && pending_ == 0; });
   if (report_due_locked()) report_through_locked(lock, backend, 1);
 }
 

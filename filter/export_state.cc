@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "whole_readback.h"
@@ -14,11 +15,12 @@
 namespace blkhash::filter {
 
 ExportState::ExportState(std::string name, const Config& config,
-                         HashPool* pool, unsigned readers, RangeLock& ranges,
-                         ChangeNotice changed)
+                         HashPool* pool, Deferral* deferral, unsigned readers,
+                         RangeLock& ranges, ChangeNotice changed)
     : name_(std::move(name)),
       config_(config),
       pool_(pool),
+      deferral_(deferral),
       readers_(readers),
       ranges_(ranges),
       changed_(std::move(changed)),
@@ -82,6 +84,7 @@ int ExportState::attach(nbdkit_next* next) {
 void ExportState::detach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
   if (attached_ > 0) attached_--;
+  drain_locked(lock);
   // The last one out makes the report if it costs no reads; one that
   // needs reads waits for a check or shutdown (a probe must not pay for
   // a verdict nobody asked for yet).
@@ -158,6 +161,41 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   return -1;
 }
 
+template <typename Update>
+bool ExportState::defer(std::optional<RangeLock::Guard>& held,
+                        std::span<const uint8_t> bytes, const char* what,
+                        uint64_t offset, uint64_t completions, Update update) {
+  if (!deferral_) return false;
+  {
+    std::lock_guard lock(mutex_);
+    pending_++;
+  }
+  bool taken = deferral_->submit(
+      held, bytes,
+      [this, what, offset, completions, update](std::span<const uint8_t> copy) {
+        // The client had its reply: a failure here makes the blocks
+        // unknown (record()), and a mismatch fails the next flush.
+        int ignored = 0;
+        if (record(what, offset, copy.size(), &ignored,
+                   [&] { update(copy); }) == 0)
+          check_completion(completions, &ignored);
+      },
+      [this] {
+        std::lock_guard lock(mutex_);
+        pending_--;
+        idle_.notify_all();
+      });
+  if (!taken) {
+    std::lock_guard lock(mutex_);
+    pending_--;
+  }
+  return taken;
+}
+
+void ExportState::drain_locked(std::unique_lock<std::mutex>& lock) {
+  idle_.wait(lock, [this] { return pending_ == 0; });
+}
+
 void ExportState::begin_checks() {
   if (map_checker_) MapChecker::begin_request();
 }
@@ -195,7 +233,8 @@ int ExportState::check_completion(uint64_t completions_before, int* err) {
 
 int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
                        uint64_t offset, uint32_t flags, int* err) {
-  auto held = ranges_.lock_shared(offset, count);
+  std::optional<RangeLock::Guard> held;
+  held.emplace(ranges_.lock_shared(offset, count));
   const uint64_t completions = table_->completions();
   begin_checks();
   // With blkhash-expect-map, whole blocks are read, so that every block
@@ -215,11 +254,15 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
   if (next->pread(next, bytes, static_cast<uint32_t>(hi - lo), lo, flags,
                   err) == -1)
     return -1;
-  if (record("read", lo, hi - lo, err, [&] {
-        std::span<const uint8_t> seen{bytes, hi - lo};
-        table_->fill_data(lo, seen);
-        if (whole_) whole_->observe(lo, seen);
-      }) == -1)
+  auto fill = [this, lo](std::span<const uint8_t> seen) {
+    table_->fill_data(lo, seen);
+    if (whole_) whole_->observe(lo, seen);
+  };
+  // Checked against a map before the reply: never deferred then.
+  if (!map_checker_ && defer(held, {bytes, hi - lo}, "read", lo, completions,
+                             fill))
+    return 0;
+  if (record("read", lo, hi - lo, err, [&] { fill({bytes, hi - lo}); }) == -1)
     return -1;
   if (check_blocks("read", err) == -1) return -1;
   if (map_checker_ &&
@@ -242,7 +285,8 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
 int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
                         uint64_t offset, uint32_t flags, int* err) {
   note_change();
-  auto held = ranges_.lock_exclusive(offset, count);
+  std::optional<RangeLock::Guard> held;
+  held.emplace(ranges_.lock_exclusive(offset, count));
   const uint64_t completions = table_->completions();
   begin_checks();
   changed_(this, offset, count);
@@ -252,11 +296,15 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
     *err = saved;
     return -1;
   }
-  if (record("write", offset, count, err, [&] {
-        std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
-        table_->put_data(offset, bytes);
-        if (whole_) whole_->write(offset, bytes);
-      }) == -1)
+  auto put = [this, offset](std::span<const uint8_t> bytes) {
+    table_->put_data(offset, bytes);
+    if (whole_) whole_->write(offset, bytes);
+  };
+  const std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
+  // Checked against a map before the reply: never deferred then.
+  if (!map_checker_ && defer(held, bytes, "write", offset, completions, put))
+    return 0;
+  if (record("write", offset, count, err, [&] { put(bytes); }) == -1)
     return -1;
   if (check_blocks("write", err) == -1) return -1;
   return check_completion(completions, err);
@@ -333,6 +381,12 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
 }
 
 int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
+  {
+    // Deferred records complete first: their completion check may fail
+    // this flush.
+    std::unique_lock lock(mutex_);
+    drain_locked(lock);
+  }
   if (mismatch_) {
     std::lock_guard lock(mutex_);
     nbdkit_error("blkhash: export %s: flush refused: %s",
