@@ -19,16 +19,19 @@
 #include <algorithm>
 #include <bit>
 
+#include "block_map.h"
+
 namespace blkhash {
 
 BlockTable::BlockTable(const Parameters& parameters, uint64_t length,
-                       HashPool* pool, Fold fold)
+                       HashPool* pool, Fold fold, LeafObserver* observer)
     : parameters_(parameters),
       layout_(parameters.block_size(), length),
       hasher_(parameters, layout_, pool),
       store_(layout_, parameters.digest_size()),
       folded_(parameters, layout_, store_, hasher_,
-              fold == Fold::kSettledPrefix) {}
+              fold == Fold::kSettledPrefix),
+      observer_(observer) {}
 
 size_t BlockTable::memory_bytes() const {
   return sizeof(*this) + store_.memory_bytes() + folded_.memory_bytes();
@@ -55,6 +58,15 @@ void BlockTable::update_locked(Stripe& stripe, uint64_t g, Group& group,
                                const BlockUpdate& update) {
   store_.update_locked(stripe, g, group, update);
   folded_.note_change_locked(g, group);
+  if (!observer_) return;
+  const uint64_t first_block = g * kGroupBlocks;
+  for (uint64_t bits = update.data | update.zero; bits; bits &= bits - 1) {
+    const unsigned b = static_cast<unsigned>(std::countr_zero(bits));
+    observer_->leaf_known(first_block + b,
+                          (update.data >> b) & 1
+                              ? update.leaves[b]
+                              : hasher_.zero_leaf(first_block + b).data());
+  }
 }
 
 void BlockTable::complete_partial_locked(Stripe& stripe, uint64_t g,
@@ -391,6 +403,31 @@ std::vector<ByteRange> BlockTable::unknown_ranges(uint64_t start,
     if (!add_unknown_locked(stripe, g, group, list)) break;
   }
   return list.take();
+}
+
+std::optional<std::string> BlockTable::map(DigestValue* root) const {
+  if (folded_.front() > 0) return std::nullopt;  // folded leaves are gone
+  BlockMapWriter writer(parameters_, layout_.length());
+  std::vector<uint8_t> leaves;
+  const size_t d = parameters_.digest_size();
+  for (uint64_t g = 0; g < layout_.group_count(); g++) {
+    const unsigned n = layout_.blocks_in_group(g);
+    Stripe& stripe = store_.stripe_of(g);
+    MutexLock lock(stripe.mutex);
+    if (folded_.is_folded(g)) return std::nullopt;
+    const Group* group = store_.find(stripe, g);
+    if (!group || !store_.known_locked(g, *group)) return std::nullopt;
+    if ((group->data & low_bits(n)) == 0) {
+      writer.add_zero_blocks(n);  // the writer applies the leaf rule
+      continue;
+    }
+    hasher_.group_leaves(g * kGroupBlocks, n, group->data,
+                         group->digests.get(), leaves);
+    for (unsigned i = 0; i < n; i++) writer.add_leaf(leaves.data() + i * d);
+  }
+  std::string bytes = writer.finish();
+  if (root) *root = writer.root();
+  return bytes;
 }
 
 uint64_t BlockTable::unknown_bytes() const {

@@ -59,6 +59,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "block_layout.h"
@@ -73,6 +74,18 @@
 
 namespace blkhash {
 
+// Told each leaf a BlockTable learns: a block became data (its digest) or
+// zero (its zero leaf, by the leaf rule), by a write or an observation.
+// Called in the thread that called the table's method, before it returns,
+// with a lock of the table held: it must be quick and must not call the
+// table.  A block may be told again (written again, even with the same
+// content).  Folded blocks are never told again until they are unfolded.
+class LeafObserver {
+ public:
+  virtual ~LeafObserver() = default;
+  virtual void leaf_known(uint64_t block, const uint8_t* leaf) = 0;
+};
+
 class BlockTable {
  public:
   // Most blocks a table tracks (BlockLayout): 2^32, 256 TiB at 64K.
@@ -82,9 +95,11 @@ class BlockTable {
   enum class Fold { kNone, kSettledPrefix };
 
   // Throws ImageTooLarge.  `pool`, if given, hashes the blocks of a large
-  // range on several threads; it must outlive the table.
+  // range on several threads; `observer`, if given, is told every leaf
+  // learned; both must outlive the table.
   BlockTable(const Parameters& parameters, uint64_t length,
-             HashPool* pool = nullptr, Fold fold = Fold::kNone);
+             HashPool* pool = nullptr, Fold fold = Fold::kNone,
+             LeafObserver* observer = nullptr);
 
   BlockTable(const BlockTable&) = delete;
   BlockTable& operator=(const BlockTable&) = delete;
@@ -140,6 +155,13 @@ class BlockTable {
 
   // Bytes hashed into leaves so far (zero blocks are not hashed).
   uint64_t bytes_hashed() const { return hasher_.bytes_hashed(); }
+
+  // The block map (block_map.h) of the image: its bytes, if every block
+  // is known and none is folded (with Fold::kNone, whenever root() would
+  // answer).  Its root, written to `*root` if given, is the root() of the
+  // table as it was while the map was made: the caller compares the two
+  // if the table may change meanwhile.
+  std::optional<std::string> map(DigestValue* root = nullptr) const;
 
  private:
   static constexpr unsigned kGroupBlocks = BlockLayout::kGroupBlocks;
@@ -209,6 +231,7 @@ class BlockTable {
   LeafHasher hasher_;
   GroupStore store_;
   FoldedPrefix folded_;
+  LeafObserver* const observer_;
 };
 
 }  // namespace blkhash

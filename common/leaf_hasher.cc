@@ -92,15 +92,21 @@ void LeafHasher::add_leaves(RootBuilder& root, uint64_t first, unsigned n,
     root.add_zero_leaves(n);
     return;
   }
-  scratch.resize(n * digest_size_);
+  group_leaves(first, n, data, digests, scratch);
+  root.add_leaves(scratch.data(), n);
+}
+
+void LeafHasher::group_leaves(uint64_t first, unsigned n, uint64_t data,
+                              const uint8_t* digests,
+                              std::vector<uint8_t>& out) const {
+  out.resize(n * digest_size_);
   size_t slot = 0;
   for (unsigned bit = 0; bit < n; bit++) {
     const uint8_t* leaf = (data >> bit) & 1
                               ? digests + slot++ * digest_size_
                               : zero_leaf(first + bit).data();
-    std::memcpy(scratch.data() + bit * digest_size_, leaf, digest_size_);
+    std::memcpy(out.data() + bit * digest_size_, leaf, digest_size_);
   }
-  root.add_leaves(scratch.data(), n);
 }
 
 }  // namespace blkhash

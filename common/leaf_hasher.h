@@ -76,13 +76,17 @@ class LeafHasher {
   void add_leaves(RootBuilder& root, uint64_t first, unsigned n,
                   uint64_t data, const uint8_t* digests,
                   std::vector<uint8_t>& scratch) const;
+  // The same leaves, written back to back to `out` (resized to n leaves).
+  void group_leaves(uint64_t first, unsigned n, uint64_t data,
+                    const uint8_t* digests, std::vector<uint8_t>& out) const;
+
+  // The leaf of `block` if all its bytes are zero.
+  const DigestValue& zero_leaf(uint64_t block) const;
 
   // Bytes hashed into leaves so far (zero blocks are not hashed).
   uint64_t bytes_hashed() const { return bytes_hashed_.load(); }
 
  private:
-  // The leaf of `block` if all its bytes are zero.
-  const DigestValue& zero_leaf(uint64_t block) const;
   // Hashes bytes known not to be all zero.
   void hash_data(std::span<const uint8_t> bytes, uint8_t* leaf);
   // Hashes the pair `pair` of a batch: blocks 2*pair and 2*pair + 1.

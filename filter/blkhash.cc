@@ -26,6 +26,7 @@
 #include <nbdkit-filter.h>
 
 #include "config.h"
+#include "deferral.h"
 #include "export_state.h"
 #include "exports.h"
 #include "hash_pool.h"
@@ -39,6 +40,7 @@ Config config;
 int thread_model = NBDKIT_THREAD_MODEL_PARALLEL;
 bool configured = false;  // .config_complete ran: the filter is in use
 std::unique_ptr<HashPool> pool;
+std::unique_ptr<Deferral> deferral;  // blkhash-defer
 std::unique_ptr<Exports> exports;
 
 // Threads a report reads the plugin with, when the plugin allows it.
@@ -110,6 +112,7 @@ int data_request(const char* what, nbdkit_next* next, void* handle, int* err,
 // --- Configuration and server lifecycle --------------------------------------
 
 void blkhash_unload() {
+  deferral.reset();  // records what is queued, joins its threads
   exports.reset();
   pool.reset();  // joins the hashing threads
 }
@@ -150,7 +153,10 @@ int blkhash_after_fork(nbdkit_backend*) {
     pool = std::make_unique<HashPool>(cores > 1 ? cores - 1 : 0);
     unsigned readers =
         thread_model == NBDKIT_THREAD_MODEL_PARALLEL ? kParallelReaders : 1;
-    exports = std::make_unique<Exports>(config, pool.get(), readers);
+    deferral = std::make_unique<Deferral>(config.defer, cores > 1 ? cores - 1 : 1,
+                                          config.defer_memory);
+    exports = std::make_unique<Exports>(config, pool.get(), deferral.get(),
+                                        readers);
   } catch (const std::exception& e) {
     nbdkit_error("blkhash: cannot start hashing threads: %s", e.what());
     return -1;

@@ -45,6 +45,17 @@ int parse_count(const char* key, const char* value, unsigned minimum,
   return 0;
 }
 
+// nbdkit_parse_size, with an error line naming the parameter.
+int parse_bytes(const char* key, const char* value, uint64_t* out) {
+  int64_t size = nbdkit_parse_size(value);
+  if (size == -1) {
+    nbdkit_error("%s: cannot parse \"%s\"", key, value);
+    return -1;
+  }
+  *out = static_cast<uint64_t>(size);
+  return 0;
+}
+
 }  // namespace
 
 std::string canonical_digest_name(std::string name) {
@@ -79,17 +90,12 @@ int Config::parse(const char* key, const char* value) {
     }
     return 1;
   }
-  if (k == "blkhash-file") {
-    if (!*value) {
-      nbdkit_error("blkhash-file: empty path");
-      return -1;
-    }
-    char* absolute = nbdkit_absolute_path(value);
-    if (!absolute) return -1;  // nbdkit_absolute_path reported it
-    result_file = absolute;
-    free(absolute);
-    return 1;
-  }
+  if (k == "blkhash-file")
+    return parse_path(key, value, &result_file) == -1 ? -1 : 1;
+  if (k == "blkhash-map")
+    return parse_path(key, value, &map_file) == -1 ? -1 : 1;
+  if (k == "blkhash-expect-map")
+    return parse_path(key, value, &expect_map_file) == -1 ? -1 : 1;
   if (k == "blkhash-file-format") {
     std::string_view v = value;
     if (v == "hex") {
@@ -124,16 +130,29 @@ int Config::parse(const char* key, const char* value) {
     }
     return 1;
   }
+  if (k == "blkhash-defer") {
+    std::string_view v = value;
+    if (v == "auto") {
+      defer = Deferral::Mode::kAuto;
+    } else if (v == "always") {
+      defer = Deferral::Mode::kAlways;
+    } else if (v == "never") {
+      defer = Deferral::Mode::kNever;
+    } else {
+      nbdkit_error("blkhash-defer: \"%s\" is not auto, always or never",
+                   value);
+      return -1;
+    }
+    return 1;
+  }
+  if (k == "blkhash-defer-memory")
+    return parse_bytes(key, value, &defer_memory) == -1 ? -1 : 1;
   if (k == "blkhash-whole") {
     whole_name = canonical_digest_name(value);
     return 1;
   }
-  if (k == "blkhash-whole-window") {
-    int64_t size = nbdkit_parse_size(value);
-    if (size == -1) return -1;  // nbdkit_parse_size reported it
-    whole_window = static_cast<uint64_t>(size);
-    return 1;
-  }
+  if (k == "blkhash-whole-window")
+    return parse_bytes(key, value, &whole_window) == -1 ? -1 : 1;
   if (k == "blkhash-verify" || k == "blkhash-fold") {
     int r = nbdkit_parse_bool(value);
     if (r == -1) {
@@ -219,37 +238,85 @@ int Config::complete() {
       return -1;
   }
 
-  if (!result_file.empty()) {
-    std::string dir = directory_of(result_file);
-    struct stat st;
-    if (stat(dir.c_str(), &st) == -1 || !S_ISDIR(st.st_mode)) {
-      nbdkit_error("blkhash-file: directory %s does not exist", dir.c_str());
-      return -1;
-    }
-    if (access(dir.c_str(), W_OK | X_OK) == -1) {
-      nbdkit_error("blkhash-file: directory %s is not writable: %s",
-                   dir.c_str(), strerror(errno));
-      return -1;
-    }
-    if (lstat(result_file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-      nbdkit_error("blkhash-file: %s exists and is not a regular file "
-                   "(a symlink or a directory): refusing to replace it",
-                   result_file.c_str());
-      return -1;
-    }
-    // New files get 0666 less the umask, like any file nbdkit creates.
-    mode_t mask = umask(0);
-    umask(mask);
-    result_file_mode = 0666 & ~mask;
-    // A value left by an earlier run (killed, or failed) is never read as
-    // the result of this one.
-    std::string problem = remove_result_file(result_file);
-    if (!problem.empty()) {
-      nbdkit_error("blkhash-file: %s", problem.c_str());
-      return -1;
-    }
+  if (check_output_file("blkhash-file", result_file) == -1 ||
+      check_output_file("blkhash-map", map_file) == -1)
+    return -1;
+  if (!map_file.empty() && map_file == result_file) {
+    nbdkit_error("blkhash-map: the same file as blkhash-file");
+    return -1;
+  }
+  if (!expect_map_file.empty() && load_expect_map() == -1) return -1;
+  // The leaves of folded blocks are gone: a map needs them all.
+  if (!map_file.empty() || expect_map) fold = false;
+  return 0;
+}
+
+int Config::parse_path(const char* key, const char* value, std::string* out) {
+  if (!*value) {
+    nbdkit_error("%s: empty path", key);
+    return -1;
+  }
+  char* absolute = nbdkit_absolute_path(value);
+  if (!absolute) return -1;  // nbdkit_absolute_path reported it
+  *out = absolute;
+  free(absolute);
+  return 0;
+}
+
+int Config::check_output_file(const char* key, const std::string& path) {
+  if (path.empty()) return 0;
+  std::string dir = directory_of(path);
+  struct stat st;
+  if (stat(dir.c_str(), &st) == -1 || !S_ISDIR(st.st_mode)) {
+    nbdkit_error("%s: directory %s does not exist", key, dir.c_str());
+    return -1;
+  }
+  if (access(dir.c_str(), W_OK | X_OK) == -1) {
+    nbdkit_error("%s: directory %s is not writable: %s", key, dir.c_str(),
+                 strerror(errno));
+    return -1;
+  }
+  if (lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    nbdkit_error("%s: %s exists and is not a regular file "
+                 "(a symlink or a directory): refusing to replace it",
+                 key, path.c_str());
+    return -1;
+  }
+  // New files get 0666 less the umask, like any file nbdkit creates.
+  mode_t mask = umask(0);
+  umask(mask);
+  result_file_mode = 0666 & ~mask;
+  // A value left by an earlier run (killed, or failed) is never read as
+  // the result of this one.
+  std::string problem = remove_result_file(path);
+  if (!problem.empty()) {
+    nbdkit_error("%s: %s", key, problem.c_str());
+    return -1;
   }
   return 0;
+}
+
+int Config::load_expect_map() {
+  try {
+    auto map = std::make_shared<const BlockMap>(
+        BlockMap::load(expect_map_file, expected));
+    if (map->digest_name() != parameters->digest().name() ||
+        map->block_size() != parameters->block_size()) {
+      nbdkit_error("blkhash-expect-map: %s is a map of %s/%s, not of "
+                   "blkhash-digest/blkhash-block-size %s",
+                   expect_map_file.c_str(), map->digest_name().c_str(),
+                   format_block_size(map->block_size()).c_str(),
+                   parameters->label().c_str());
+      return -1;
+    }
+    if (!expected) expected = map->root();
+    expect_map = std::move(map);
+    return 0;
+  } catch (const std::exception& e) {
+    nbdkit_error("blkhash-expect-map: %s: %s", expect_map_file.c_str(),
+                 e.what());
+    return -1;
+  }
 }
 
 }  // namespace blkhash::filter

@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 
+#include "block_map.h"
+#include "deferral.h"
 #include "report.h"
 #include "root.h"
 
@@ -29,12 +31,19 @@ struct Config {
   ResultFormat result_format = ResultFormat::kHex;  // blkhash-file-format
   unsigned check_timeout = 60;  // blkhash-check-timeout, seconds
   unsigned max_exports = 64;    // blkhash-max-exports
+  Deferral::Mode defer = Deferral::Mode::kNever;  // blkhash-defer
+  uint64_t defer_memory = 64 << 20;              // blkhash-defer-memory
   // blkhash-whole: the ordinary digest of the whole image too ("": none);
   // blkhash-expect=ALGORITHM:HEX sets it if not given.
   std::string whole_name;
   uint64_t whole_window = 256 << 20;  // blkhash-whole-window
   std::string whole_expect_digest;   // ALGORITHM of blkhash-expect=ALG:HEX
   std::string whole_expect_hex;      // its HEX
+  // blkhash-map: the block map written with each report (absolute path,
+  // empty: none); blkhash-expect-map: the map every block is checked
+  // against.  Either turns folding off (the leaves are kept).
+  std::string map_file;
+  std::string expect_map_file;
 
   // Set by complete():
   std::optional<DigestValue> expected;  // from expect_hex
@@ -42,6 +51,7 @@ struct Config {
   std::optional<DigestValue> whole_expected;  // from whole_expect_hex
 
   std::unique_ptr<Parameters> parameters;  // set by complete()
+  std::shared_ptr<const BlockMap> expect_map;  // read by complete()
 
   // Handles a blkhash-* key: 1 if consumed, 0 if not ours, -1 on error.
   int parse(const char* key, const char* value);
@@ -54,6 +64,14 @@ struct Config {
   static int parse_expected(const char* key, const std::string& hex,
                             const DigestAlgorithm& digest,
                             std::optional<DigestValue>* out);
+  // An absolute path for `key`'s value: 0, or -1 after an error.
+  static int parse_path(const char* key, const char* value, std::string* out);
+  // A file the filter replaces (blkhash-file, blkhash-map): its directory
+  // is writable, it is not a symlink or directory; removes an old one.
+  // 0, or -1 after an error naming `key`.
+  int check_output_file(const char* key, const std::string& path);
+  // Reads blkhash-expect-map, authenticated by blkhash-expect if given.
+  int load_expect_map();
 };
 
 // The canonical name of a digest as users type it: lower case, and
@@ -73,8 +91,12 @@ std::string canonical_digest_name(std::string name);
   "blkhash-whole-window=SIZE Reorder buffer for it (256M).\n"                \
   "blkhash-verify=BOOL      Also read the export back at each report.\n"   \
   "blkhash-fold=BOOL        Fold settled block digests early (true).\n"     \
+  "blkhash-map=PATH         Write the block map to PATH after each report.\n" \
+  "blkhash-expect-map=PATH  Check every block against this block map.\n"  \
   "blkhash-check-timeout=S  How long a check waits for clients (60).\n"     \
   "blkhash-max-exports=N    Export names tracked at most (64).\n"           \
+  "blkhash-defer=auto|always|never  Hash after the reply (never).\n"        \
+  "blkhash-defer-memory=SIZE Copies waiting to be hashed, at most (64M).\n" \
   "Check the verdict by ending --run with: nbdinfo --list \"$uri\""
 
 }  // namespace blkhash::filter

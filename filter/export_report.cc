@@ -8,6 +8,7 @@
 #include "interrupt.h"
 #include "publish.h"
 #include "readback.h"
+#include "result_file.h"
 #include "whole_readback.h"
 
 namespace blkhash::filter {
@@ -28,7 +29,7 @@ bool ExportState::report_due_locked() const {
 Verdict ExportState::check(nbdkit_backend* backend,
                            std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
-  while (attached_ > 0 || reporting_) {
+  while (attached_ > 0 || reporting_ || pending_ > 0) {
     if (reports_interrupted() ||
         std::chrono::steady_clock::now() >= deadline) {
       nbdkit_error("blkhash: export %s: %u connection(s) with data requests "
@@ -46,7 +47,7 @@ void ExportState::report_at_cleanup(nbdkit_backend* backend) {
   // nbdkit may reach .cleanup while a connection thread is still making
   // the report of its .finalize: let it finish (and not race it).
   std::unique_lock lock(mutex_);
-  idle_.wait(lock, [this] { return !reporting_; });
+  idle_.wait(lock, [this] { return !reporting_ && pending_ == 0; });
   if (report_due_locked()) report_through_locked(lock, backend, 1);
 }
 
@@ -118,6 +119,15 @@ Report ExportState::compute_report(nbdkit_next* next) {
         if (!report.root) report.error = "blocks still unknown after reading";
       }
     }
+    if (report.root && config_.expect_map) {
+      // The blocks that differ from blkhash-expect-map, named.
+      if (auto bytes = table_->map()) {
+        BlockMap actual = BlockMap::parse(
+            {reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+        BlockRangeList bad = BlockMap::diff(*config_.expect_map, actual, 8);
+        if (!bad.empty()) report.bad_blocks = bad.text();
+      }
+    }
     hashed_at_last_report_ = table_->bytes_hashed();
     unfolded_at_last_report_ = table_->unfolded_bytes();
 
@@ -187,6 +197,7 @@ void ExportState::report(nbdkit_next* next) {
   changed_since_report_ = false;
   Report report = compute_report(next);
   bool published = publish(report, config_);
+  if (!write_map(report)) published = false;
   const Verdict verdict = report.verdict();
   // An incomplete report, or a result file not written: try again at the
   // next check or at shutdown.
@@ -197,6 +208,32 @@ void ExportState::report(nbdkit_next* next) {
   description_ = report.line();
   verdict_ = verdict;
   reported_ = report.root.has_value();
+}
+
+bool ExportState::write_map(const Report& report) {
+  if (config_.map_file.empty()) return true;
+  std::string problem;
+  try {
+    DigestValue root;
+    std::optional<std::string> bytes;
+    if (report.root) bytes = table_->map(&root);
+    if (bytes && root == *report.root)
+      problem = replace_result_file(config_.map_file, *bytes,
+                                    config_.result_file_mode);
+    else
+      problem = remove_result_file(config_.map_file);
+    if (problem.empty() && report.root && !bytes)
+      problem = "no map: blocks unknown or folded (removed it)";
+    else if (problem.empty() && bytes && !(root == *report.root))
+      problem = "the export changed during the report (removed it)";
+  } catch (const std::exception& e) {
+    problem = e.what();
+    std::string removed = remove_result_file(config_.map_file);
+    if (!removed.empty()) problem += "; " + removed;
+  }
+  if (problem.empty()) return true;
+  nbdkit_error("blkhash-map: %s", problem.c_str());
+  return false;
 }
 
 }  // namespace blkhash::filter

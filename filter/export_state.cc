@@ -7,20 +7,26 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "whole_readback.h"
 
 namespace blkhash::filter {
 
 ExportState::ExportState(std::string name, const Config& config,
-                         HashPool* pool, unsigned readers, RangeLock& ranges,
-                         ChangeNotice changed)
+                         HashPool* pool, Deferral* deferral, unsigned readers,
+                         RangeLock& ranges, ChangeNotice changed)
     : name_(std::move(name)),
       config_(config),
       pool_(pool),
+      deferral_(deferral),
       readers_(readers),
       ranges_(ranges),
-      changed_(std::move(changed)) {}
+      changed_(std::move(changed)),
+      map_checker_(config.expect_map
+                       ? std::make_unique<MapChecker>(config.expect_map)
+                       : nullptr) {}
 
 // --- Lifecycle -----------------------------------------------------------------
 
@@ -35,10 +41,19 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
     return -1;
   }
   try {
+    if (map_checker_ &&
+        map_checker_->map().image_size() != static_cast<uint64_t>(size)) {
+      nbdkit_error("blkhash-expect-map: the map is of an image of %" PRIu64
+                   " bytes, export %s has %" PRIi64,
+                   map_checker_->map().image_size(), quote(name_).c_str(),
+                   size);
+      return -1;
+    }
     table_ = std::make_shared<BlockTable>(
         *config_.parameters, static_cast<uint64_t>(size), pool_,
         config_.fold ? BlockTable::Fold::kSettledPrefix
-                     : BlockTable::Fold::kNone);
+                     : BlockTable::Fold::kNone,
+        map_checker_.get());
   } catch (const ImageTooLarge& e) {
     nbdkit_error("blkhash: export %s: %s (use a larger blkhash-block-size)",
                  quote(name_).c_str(), e.what());
@@ -69,6 +84,7 @@ int ExportState::attach(nbdkit_next* next) {
 void ExportState::detach(nbdkit_next* next) {
   std::unique_lock lock(mutex_);
   if (attached_ > 0) attached_--;
+  drain_locked(lock);
   // The last one out makes the report if it costs no reads; one that
   // needs reads waits for a check or shutdown (a probe must not pay for
   // a verdict nobody asked for yet).
@@ -145,6 +161,57 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   return -1;
 }
 
+template <typename Update>
+bool ExportState::defer(std::optional<RangeLock::Guard>& held,
+                        std::span<const uint8_t> bytes, const char* what,
+                        uint64_t offset, uint64_t completions, Update update) {
+  if (!deferral_) return false;
+  {
+    std::lock_guard lock(mutex_);
+    pending_++;
+  }
+  bool taken = deferral_->submit(
+      held, bytes,
+      [this, what, offset, completions, update](std::span<const uint8_t> copy) {
+        // The client had its reply: a failure here makes the blocks
+        // unknown (record()), and a mismatch fails the next flush.
+        int ignored = 0;
+        if (record(what, offset, copy.size(), &ignored,
+                   [&] { update(copy); }) == 0)
+          check_completion(completions, &ignored);
+      },
+      [this] {
+        std::lock_guard lock(mutex_);
+        pending_--;
+        idle_.notify_all();
+      });
+  if (!taken) {
+    std::lock_guard lock(mutex_);
+    pending_--;
+  }
+  return taken;
+}
+
+void ExportState::drain_locked(std::unique_lock<std::mutex>& lock) {
+  idle_.wait(lock, [this] { return pending_ == 0; });
+}
+
+void ExportState::begin_checks() {
+  if (map_checker_) MapChecker::begin_request();
+}
+
+int ExportState::check_blocks(const char* what, int* err) {
+  if (!map_checker_) return 0;
+  const std::string bad = MapChecker::take_bad_blocks();
+  if (bad.empty()) return 0;
+  nbdkit_error("blkhash: export %s: %s: block(s) %s of %s do not match "
+               "blkhash-expect-map",
+               quote(name_).c_str(), what, bad.c_str(),
+               config_.parameters->label().c_str());
+  *err = EIO;
+  return -1;
+}
+
 int ExportState::check_completion(uint64_t completions_before, int* err) {
   if (!config_.expected || table_->completions() == completions_before)
     return 0;
@@ -166,15 +233,47 @@ int ExportState::check_completion(uint64_t completions_before, int* err) {
 
 int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
                        uint64_t offset, uint32_t flags, int* err) {
-  auto held = ranges_.lock_shared(offset, count);
+  std::optional<RangeLock::Guard> held;
+  held.emplace(ranges_.lock_shared(offset, count));
   const uint64_t completions = table_->completions();
-  if (next->pread(next, buf, count, offset, flags, err) == -1) return -1;
-  if (record("read", offset, count, err, [&] {
-        std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
-        table_->fill_data(offset, bytes);
-        if (whole_) whole_->observe(offset, bytes);
-      }) == -1)
+  begin_checks();
+  // With blkhash-expect-map, whole blocks are read, so that every block
+  // the client sees is complete, checked, and refused if bad.
+  const uint64_t block_size = config_.parameters->block_size();
+  const uint64_t lo = map_checker_ ? offset / block_size * block_size : offset;
+  const uint64_t hi = map_checker_ ? std::min(table_->length(),
+                                              (offset + count + block_size - 1) /
+                                                  block_size * block_size)
+                                   : offset + count;
+  std::vector<uint8_t> widened;
+  uint8_t* bytes = static_cast<uint8_t*>(buf);
+  if (lo != offset || hi != offset + count) {
+    widened.resize(hi - lo);
+    bytes = widened.data();
+  }
+  if (next->pread(next, bytes, static_cast<uint32_t>(hi - lo), lo, flags,
+                  err) == -1)
     return -1;
+  auto fill = [this, lo](std::span<const uint8_t> seen) {
+    table_->fill_data(lo, seen);
+    if (whole_) whole_->observe(lo, seen);
+  };
+  // Checked against a map before the reply: never deferred then.
+  if (!map_checker_ && defer(held, {bytes, hi - lo}, "read", lo, completions,
+                             fill))
+    return 0;
+  if (record("read", lo, hi - lo, err, [&] { fill({bytes, hi - lo}); }) == -1)
+    return -1;
+  if (check_blocks("read", err) == -1) return -1;
+  if (map_checker_ &&
+      map_checker_->any_bad(lo / block_size, (hi + block_size - 1) / block_size)) {
+    nbdkit_error("blkhash: export %s: read at %" PRIu64 ": a block found bad "
+                 "against blkhash-expect-map earlier",
+                 quote(name_).c_str(), offset);
+    *err = EIO;
+    return -1;
+  }
+  if (!widened.empty()) std::memcpy(buf, widened.data() + (offset - lo), count);
   return check_completion(completions, err);
 }
 
@@ -186,8 +285,10 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
 int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
                         uint64_t offset, uint32_t flags, int* err) {
   note_change();
-  auto held = ranges_.lock_exclusive(offset, count);
+  std::optional<RangeLock::Guard> held;
+  held.emplace(ranges_.lock_exclusive(offset, count));
   const uint64_t completions = table_->completions();
+  begin_checks();
   changed_(this, offset, count);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
     int saved = *err;
@@ -195,12 +296,17 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
     *err = saved;
     return -1;
   }
-  if (record("write", offset, count, err, [&] {
-        std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
-        table_->put_data(offset, bytes);
-        if (whole_) whole_->write(offset, bytes);
-      }) == -1)
+  auto put = [this, offset](std::span<const uint8_t> bytes) {
+    table_->put_data(offset, bytes);
+    if (whole_) whole_->write(offset, bytes);
+  };
+  const std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
+  // Checked against a map before the reply: never deferred then.
+  if (!map_checker_ && defer(held, bytes, "write", offset, completions, put))
+    return 0;
+  if (record("write", offset, count, err, [&] { put(bytes); }) == -1)
     return -1;
+  if (check_blocks("write", err) == -1) return -1;
   return check_completion(completions, err);
 }
 
@@ -208,6 +314,7 @@ int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
   auto held = ranges_.lock_exclusive(offset, count);
   const uint64_t completions = table_->completions();
+  begin_checks();
   if (next->zero(next, count, offset, flags, err) == -1) {
     bool refused_fast = (flags & NBDKIT_FLAG_FAST_ZERO) &&
                         (*err == ENOTSUP || *err == EOPNOTSUPP);
@@ -228,6 +335,7 @@ int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
         if (whole_) whole_->write_zero(offset, count);
       }) == -1)
     return -1;
+  if (check_blocks("zero", err) == -1) return -1;
   return check_completion(completions, err);
 }
 
@@ -251,6 +359,7 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
                          int* err) {
   auto held = ranges_.lock_shared(offset, count);
   const uint64_t completions = table_->completions();
+  begin_checks();
   if (next->extents(next, count, offset, flags, extents, err) == -1)
     return -1;
   // Zero extents fill what is unknown; only inside the held range.
@@ -267,10 +376,17 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
     // Filling is only a shortcut: what was not recorded stays unknown.
     nbdkit_debug("blkhash: zero extents not recorded: %s", e.what());
   }
+  if (check_blocks("block status", err) == -1) return -1;
   return check_completion(completions, err);
 }
 
 int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
+  {
+    // Deferred records complete first: their completion check may fail
+    // this flush.
+    std::unique_lock lock(mutex_);
+    drain_locked(lock);
+  }
   if (mismatch_) {
     std::lock_guard lock(mutex_);
     nbdkit_error("blkhash: export %s: flush refused: %s",

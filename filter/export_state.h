@@ -57,7 +57,9 @@
 
 #include "block_table.h"
 #include "config.h"
+#include "deferral.h"
 #include "hash_pool.h"
+#include "map_check.h"
 #include "range_lock.h"
 #include "report.h"
 #include "whole_digest.h"
@@ -72,9 +74,11 @@ class ExportState {
   using ChangeNotice =
       std::function<void(const ExportState*, uint64_t offset, uint64_t length)>;
 
-  // `ranges` is shared by every export; `readers` threads read reports.
+  // `ranges` is shared by every export; `readers` threads read reports;
+  // `deferral` (or null) records requests after the reply.
   ExportState(std::string name, const Config& config, HashPool* pool,
-              unsigned readers, RangeLock& ranges, ChangeNotice changed);
+              Deferral* deferral, unsigned readers, RangeLock& ranges,
+              ChangeNotice changed);
 
   const std::string& name() const { return name_; }
 
@@ -129,6 +133,19 @@ class ExportState {
   template <typename Update>
   int record(const char* what, uint64_t offset, uint64_t length, int* err,
              Update update);
+  // blkhash-expect-map: at a request's start, and after it recorded
+  // content: 0, or -1 with *err = EIO after naming the bad blocks it
+  // completed.
+  void begin_checks();
+  // Hands the recording of `bytes` (update(bytes), then the completion
+  // check) to the deferral, with `held`; false if it is not taken.
+  template <typename Update>
+  bool defer(std::optional<RangeLock::Guard>& held,
+             std::span<const uint8_t> bytes, const char* what,
+             uint64_t offset, uint64_t completions, Update update);
+  // Waits until no deferred record of this export is pending; mutex_.
+  void drain_locked(std::unique_lock<std::mutex>& lock);
+  int check_blocks(const char* what, int* err);
   // After a request that recorded content: 0, or -1 with *err = EIO if the
   // request completed the image and the root is not blkhash-expect.
   int check_completion(uint64_t completions_before, int* err);
@@ -147,18 +164,25 @@ class ExportState {
   Report compute_report(nbdkit_next* next);
   // The whole-image digest's part of a report.
   void compute_whole(nbdkit_next* next, Report& report);
+  // blkhash-map: replaces the map file with the table's map if the report
+  // has a root, else removes it.  False after nbdkit_error.
+  bool write_map(const Report& report);
 
   const std::string name_;
   const Config& config_;
   HashPool* const pool_;
+  Deferral* const deferral_;
   const unsigned readers_;
   RangeLock& ranges_;  // shared by all exports
   const ChangeNotice changed_;
+  // With blkhash-expect-map: told every leaf the table learns.
+  const std::unique_ptr<MapChecker> map_checker_;
 
   std::mutex mutex_;  // guards the members up to the atomics below
-  std::condition_variable idle_;  // attached_ or reporting_ fell
+  std::condition_variable idle_;  // attached_, pending_ or reporting_ fell
   bool reporting_ = false;
   unsigned attached_ = 0;  // connections between attach() and detach()
+  unsigned pending_ = 0;   // deferred records not done yet
   bool reported_ = false;  // a report with a root was made since the table
   std::optional<Verdict> verdict_;  // of the latest report
   std::string description_;

@@ -6,9 +6,11 @@
 
 namespace blkhash::filter {
 
-Exports::Exports(const Config& config, HashPool* pool, unsigned readers)
+Exports::Exports(const Config& config, HashPool* pool, Deferral* deferral,
+                 unsigned readers)
     : config_(config),
       pool_(pool),
+      deferral_(deferral),
       readers_(readers),
       ranges_(config.parameters->block_size()) {}
 
@@ -24,7 +26,7 @@ std::shared_ptr<ExportState> Exports::get(const std::string& name) {
                          " export names with data requests, the limit "
                          "(blkhash-max-exports)");
   auto state = std::make_shared<ExportState>(
-      name, config_, pool_, readers_, ranges_,
+      name, config_, pool_, deferral_, readers_, ranges_,
       [this](const ExportState* writer, uint64_t offset, uint64_t length) {
         forget_in_others(writer, offset, length);
       });

@@ -43,8 +43,10 @@ class TooManyExports : public std::runtime_error {
 
 class Exports {
  public:
-  // `readers`: how many threads a report may read the plugin with.
-  Exports(const Config& config, HashPool* pool, unsigned readers);
+  // `readers`: how many threads a report may read the plugin with;
+  // `deferral` (or null): records requests after the reply.
+  Exports(const Config& config, HashPool* pool, Deferral* deferral,
+          unsigned readers);
   ~Exports();
 
   // The state of export `name`, created on first use; throws
@@ -71,6 +73,7 @@ class Exports {
 
   const Config& config_;
   HashPool* const pool_;
+  Deferral* const deferral_;
   const unsigned readers_;
   RangeLock ranges_;  // shared by every export (see above)
 

@@ -58,6 +58,7 @@ Verdict Report::verdict() const {
   if (!root || (verify && !readback) || (!whole_name.empty() && !whole))
     return Verdict::kIncomplete;
   if ((expected && *root != *expected) || (verify && *readback != *root) ||
+      !bad_blocks.empty() ||
       (whole_expected && *whole != *whole_expected))
     return Verdict::kMismatch;
   return expected || verify || whole_expected ? Verdict::kMatch
@@ -79,6 +80,7 @@ std::string Report::line() const {
     else
       out += " expect=MISMATCH expected=" + expected->hex();
   }
+  if (!bad_blocks.empty()) out += " bad-blocks=" + quote(bad_blocks);
   if (verify && root) {
     if (readback) {
       out += *readback == *root ? " verify=match" : " verify=MISMATCH";

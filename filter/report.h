@@ -6,7 +6,8 @@
 //
 //   blkhash: <digest>/<block size> <hex> export="<name>" size=<bytes>
 //            hashed=<bytes> read=<bytes> [unfolded=<bytes>] [expect=verified |
-//            expect=MISMATCH expected=<hex>] [verify=match|MISMATCH
+//            expect=MISMATCH expected=<hex>] [bad-blocks="<ranges>"]
+//            [verify=match|MISMATCH
 //            readback=<hex> verify-read=<bytes>] [whole=<alg>:<hex>
 //            whole-read=<bytes> [whole-expect=verified | whole-expect=MISMATCH
 //            whole-expected=<hex>]] verdict=<verdict>
@@ -16,7 +17,8 @@
 // "pending" before the first report.  unfolded= appears when writes landed
 // in blocks already folded into the checksum (blkhash-fold), which made
 // that many bytes unknown again: read= includes those not written again.
-// expect= appears with blkhash-expect, verify= with blkhash-verify
+// expect= appears with blkhash-expect, bad-blocks= when blocks differ
+// from blkhash-expect-map, verify= with blkhash-verify
 // (verify=incomplete verify-error="..." if the read-back failed).
 // whole= appears with blkhash-whole: the ordinary digest of the whole
 // export (sha256sum's value), whole-read= the bytes the filter read
@@ -75,6 +77,9 @@ struct Report {
   std::string error;                // why it is incomplete
 
   std::optional<DigestValue> expected;  // blkhash-expect
+  // blkhash-expect-map: the blocks that differ from the map ("3-5,9",
+  // the first 8 ranges and a count), "" if none.
+  std::string bad_blocks;
   bool verify = false;                  // blkhash-verify was asked for
   std::optional<DigestValue> readback;  // the root read back
   uint64_t verify_read = 0;

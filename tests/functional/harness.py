@@ -121,13 +121,22 @@ def parse_reports(text):
     return reports
 
 
+def forced_args():
+    """Filter parameters every test's nbdkit gets: BLKHASH_TEST_DEFER=
+    always|never runs a whole test script with hashing after the reply
+    forced on or off (blkhash-defer)."""
+    defer = os.environ.get("BLKHASH_TEST_DEFER")
+    return ["blkhash-defer=" + defer] if defer else []
+
+
 def nbdkit(plugin_args, filter_args=(), run=None, extra=(), timeout=600,
            filter_path=None):
     """Runs nbdkit -U - with the filter in front of the plugin, in the
     foreground; with run, until the command exits.  Returns the
     CompletedProcess (stdout and stderr as text)."""
     cmd = ["nbdkit", "-U", "-", "-f", *extra,
-           "--filter=" + (filter_path or FILTER), *plugin_args, *filter_args]
+           "--filter=" + (filter_path or FILTER), *plugin_args, *filter_args,
+           *forced_args()]
     if run is not None:
         cmd += ["--run", run]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV,
@@ -161,7 +170,7 @@ def run_nbdkit(plugin_args, filter_args=(), run=None, timeout=120,
     seconds)."""
     cmd = ["nbdkit", "-U", "-", "-f", *extra, "--filter=" + FILTER,
            *["--filter=" + f for f in inner_filters],
-           *plugin_args, *filter_args]
+           *plugin_args, *filter_args, *forced_args()]
     if run is not None:
         cmd += ["--run", run]
 

@@ -78,6 +78,20 @@ def main():
             expect_refused(key + " not a boolean", [key + "=maybe"], key,
                            ['"maybe"'])
 
+        # This round's parameters.
+        for params, parameter, words in (
+                (["blkhash-file-format=xml"], "blkhash-file-format", ['"xml"']),
+                (["blkhash-check-timeout=soon"], "blkhash-check-timeout", []),
+                (["blkhash-max-exports=0"], "blkhash-max-exports", []),
+                (["blkhash-defer=sometimes"], "blkhash-defer", ['"sometimes"']),
+                (["blkhash-defer-memory=lots"], "blkhash-defer-memory", []),
+                (["blkhash-whole=nope"], "blkhash-whole", ['"nope"']),
+                (["blkhash-whole-window=big"], "blkhash-whole-window", []),
+                (["blkhash-expect=sha256:abc"], "blkhash-expect", ["3 hex"]),
+                (["blkhash-whole=sha512", "blkhash-expect=sha256:" + "0" * 64],
+                 "blkhash-expect", ["sha512"])):
+            expect_refused(" ".join(params), params, parameter, words)
+
         # Good values start and report the reference value.
         for params, digest, bs in (
                 (["blkhash-block-size=4K"], "sha256", 4096),

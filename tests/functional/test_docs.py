@@ -101,6 +101,7 @@ REPORT_LINE = re.compile(
     r"(?P<unfolded> unfolded=[0-9]+)?"
     r"(?P<error> error=" + QUOTED + r")?"
     r"(?: expect=(?P<expect>verified|MISMATCH expected=[0-9a-f]+))?"
+    r"(?: bad-blocks=" + QUOTED + r")?"
     r"(?: verify=(?P<verify>match|MISMATCH|incomplete)"
     r"(?: readback=[0-9a-f]+| verify-error=" + QUOTED + r") verify-read=[0-9]+)?"
     r"(?: whole=(?P<whole_alg>[a-z0-9-]+):(?P<whole>[0-9a-f]+|incomplete)"

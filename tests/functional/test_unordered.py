@@ -40,7 +40,7 @@ import time
 import nbd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ENV, FILTER, check, finish, parse_reports,  # noqa: E402
+from harness import (ENV, FILTER, check, finish, forced_args, parse_reports,  # noqa: E402
                      reference, tempdir)
 
 CRASH_WORDS = ("Segmentation", "Aborted", "core dumped", "terminate called",
@@ -66,7 +66,7 @@ class Server:
         cmd = ["nbdkit", "-U", self.sock, "-P", self.pidfile, "-f",
                "--exit-with-parent", "--filter=" + FILTER,
                *["--filter=" + f for f in inner_filters],
-               *plugin_args, *filter_args]
+               *plugin_args, *filter_args, *forced_args()]
         self.log_fd = open(self.logfile, "wb")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=self.log_fd,

@@ -20,9 +20,22 @@ block at a time (never loaded whole).
 API:  blkhash(data_or_file, digest="sha256", block_size=65536) -> hex str
       leaves(data_or_file, digest, block_size) -> iterator of leaf bytes
       outer_input(...) -> bytes  (leaf0 || ... || LE64(L))
+      write_map(data_or_file, out_path, digest, block_size) -> root hex
+      read_map(path, expected_root_hex=None) -> BlockMap (checked)
       DIGESTS: supported OpenSSL-style names
 CLI:  blkhash_ref.py [-d DIGEST] [-b BLOCK_SIZE] [--leaves-file OUT] FILE...
       prints "<hex>  <file>" per file, like sha256sum / blksum.
+      blkhash_ref.py [-d/-b] --write-map OUT FILE   writes FILE's block map
+      blkhash_ref.py --read-map MAP [--root HEX]    checks it, prints root
+
+Block maps (the format of common/block_map.h, written here from its
+documentation only; integers little-endian):
+    "BLKHMAP\0", u32 version 1, u32 block size, u64 image size,
+    u8 name length n, u8 digest size d, name, root (d bytes),
+    then records until ceil(L/B) blocks are covered:
+    u8 'D' or 'Z', u64 count, and for 'D' count leaves of d bytes.
+    A 'Z' block's leaf is H(its length in zeros).  Canonical writers make
+    runs maximal and put every block whose leaf is its zero leaf in a 'Z'.
 """
 
 import argparse
@@ -189,6 +202,152 @@ def outer_input(src, digest=DEFAULT_DIGEST, block_size=DEFAULT_BLOCK_SIZE):
     return buf.getvalue()
 
 
+MAP_MAGIC = b"BLKHMAP\0"
+MAP_VERSION = 1
+
+
+def write_map(src, out_path, digest=DEFAULT_DIGEST,
+              block_size=DEFAULT_BLOCK_SIZE, forge=None):
+    """Write the canonical block map of src (bytes / path / file object)
+    to out_path; return the root (hex).  Every block is hashed (hashlib),
+    and a block whose leaf is H(its length in zeros) goes in a zero run.
+    forge: optional function (block, leaf) -> leaf, to write a map with
+    chosen leaves (its root is recomputed from them, as a forger would)."""
+    bs = check_block_size(block_size)
+    one, fin, new = _hasher(digest)
+    full_zero = one(bytes(bs))
+    outer = new()
+    runs = []  # [type, count, [leaves]]
+    length = 0
+    for index, block in enumerate(_blocks(src, bs)):
+        length += len(block)
+        leaf = one(block)
+        if forge is not None:
+            leaf = forge(index, leaf)
+        outer.update(leaf)
+        zero = full_zero if len(block) == bs else one(bytes(len(block)))
+        kind = b"Z" if leaf == zero else b"D"
+        if not runs or runs[-1][0] != kind:
+            runs.append([kind, 0, []])
+        runs[-1][1] += 1
+        if kind == b"D":
+            runs[-1][2].append(leaf)
+    outer.update(struct.pack("<Q", length))
+    root = fin(outer)
+    name = digest.encode("ascii")
+    with open(out_path, "wb") as out:
+        out.write(MAP_MAGIC + struct.pack("<IIQBB", MAP_VERSION, bs, length,
+                                          len(name), len(root)))
+        out.write(name + root)
+        for kind, count, run_leaves in runs:
+            out.write(kind + struct.pack("<Q", count))
+            out.write(b"".join(run_leaves))
+    return root.hex()
+
+
+class MapError(ValueError):
+    pass
+
+
+class BlockMap:
+    """A block map read by read_map(): digest, block_size, size, root
+    (bytes), runs: list of (kind, first block, count, leaves or None)."""
+
+    def __init__(self, digest, block_size, size, root, runs):
+        self.digest, self.block_size, self.size = digest, block_size, size
+        self.root, self.runs = root, runs
+        one, _, _ = _hasher(digest)
+        self._one = one
+
+    def block_count(self):
+        return (self.size + self.block_size - 1) // self.block_size
+
+    def zero_leaf(self, block):
+        n = min(self.block_size, self.size - block * self.block_size)
+        return self._one(bytes(n))
+
+    def leaf(self, block):
+        for kind, first, count, run_leaves in self.runs:
+            if first <= block < first + count:
+                if kind == b"Z":
+                    return self.zero_leaf(block)
+                return run_leaves[block - first]
+        raise IndexError(block)
+
+    def iter_leaves(self):
+        """Every leaf in block order (zero runs expanded: small maps)."""
+        for kind, first, count, run_leaves in self.runs:
+            if kind == b"Z":
+                for b in range(first, first + count):
+                    yield self.zero_leaf(b)
+            else:
+                yield from run_leaves
+
+
+def read_map(path, expected_root=None):
+    """Read and check a block map: the root must recompute from the leaves
+    and, if expected_root (hex) is given, be it.  Raises MapError."""
+    with open(path, "rb") as f:
+        data = f.read()
+    at = [0]
+
+    def take(n):
+        if at[0] + n > len(data):
+            raise MapError("truncated map")
+        out = data[at[0]:at[0] + n]
+        at[0] += n
+        return out
+
+    if take(8) != MAP_MAGIC:
+        raise MapError("bad magic")
+    version, bs, size, n, d = struct.unpack("<IIQBB", take(18))
+    if version != MAP_VERSION:
+        raise MapError("version %d" % version)
+    check_block_size(bs)
+    digest = take(n).decode("ascii")
+    root = take(d)
+    one, fin, new = _hasher(digest)
+    if len(one(b"")) != d:
+        raise MapError("digest size %d" % d)
+    blocks = (size + bs - 1) // bs
+    outer = new()
+    runs = []
+    block = 0
+    full_zero = one(bytes(bs))
+    while block < blocks:
+        kind = take(1)
+        (count,) = struct.unpack("<Q", take(8))
+        if count == 0 or count > blocks - block:
+            raise MapError("bad run length at block %d" % block)
+        if kind == b"Z":
+            short = block + count == blocks and size % bs != 0
+            left = count - short
+            chunk = full_zero * min(left, 65536)
+            while left > 0:
+                n = min(left, 65536)
+                outer.update(chunk if n == 65536 else full_zero * n)
+                left -= n
+            if short:
+                outer.update(one(bytes(size % bs)))
+            runs.append((kind, block, count, None))
+        elif kind == b"D":
+            raw = take(count * d)
+            run_leaves = [raw[i * d:(i + 1) * d] for i in range(count)]
+            outer.update(raw)
+            runs.append((kind, block, count, run_leaves))
+        else:
+            raise MapError("bad record type at block %d" % block)
+        block += count
+    if at[0] != len(data):
+        raise MapError("bytes after the last record")
+    outer.update(struct.pack("<Q", size))
+    if fin(outer) != root:
+        raise MapError("root does not recompute")
+    if expected_root is not None and root.hex() != expected_root.lower():
+        raise MapError("root is not the expected one")
+    return BlockMap(digest, bs, size, root, runs)
+
+
 def parse_size(text):
     """'65536', '64K', '1M', '64k' -> int (nbdkit-style suffixes)."""
     t = text.strip()
@@ -209,15 +368,35 @@ def main(argv=None):
     p.add_argument("--leaves-file", metavar="OUT",
                    help="write leaf0||...||LE64(size) (the outer hash input) "
                         "to OUT; only with a single FILE")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--write-map", metavar="OUT",
+                   help="write the block map of the single FILE to OUT")
+    p.add_argument("--read-map", metavar="MAP",
+                   help="check MAP (root recomputes) and print its root")
+    p.add_argument("--root", metavar="HEX",
+                   help="with --read-map: the root MAP must have")
+    p.add_argument("files", nargs="*", metavar="FILE")
     a = p.parse_args(argv)
+    if a.read_map:
+        try:
+            m = read_map(a.read_map, a.root)
+        except (MapError, ValueError) as e:
+            print("blkhash_ref.py: %s: %s" % (a.read_map, e), file=sys.stderr)
+            return 1
+        print("%s  %s" % (m.root.hex(), a.read_map))
+        return 0
+    if not a.files:
+        p.error("no FILE")
     try:
         bs = check_block_size(parse_size(a.block_size))
         _hasher(a.digest)
     except ValueError as e:
         p.error(str(e))
-    if a.leaves_file and len(a.files) != 1:
-        p.error("--leaves-file needs exactly one FILE")
+    if (a.leaves_file or a.write_map) and len(a.files) != 1:
+        p.error("--leaves-file and --write-map need exactly one FILE")
+    if a.write_map:
+        root = write_map(a.files[0], a.write_map, a.digest, bs)
+        print("%s  %s" % (root, a.files[0]))
+        return 0
     for name in a.files:
         if a.leaves_file:
             with open(a.leaves_file, "wb") as sink:

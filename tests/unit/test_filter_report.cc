@@ -90,6 +90,7 @@ bool parse_line(const std::string& line, Report* report) {
     else if (key == "expect" && value == "verified") report->expected = report->root;
     else if (key == "expect" && value == "MISMATCH") {}
     else if (key == "expected") report->expected = digest_of(value);
+    else if (key == "bad-blocks") report->bad_blocks = value;
     else if (key == "verify") report->verify = true;
     else if (key == "readback") report->readback = digest_of(value);
     else if (key == "verify-read") report->verify_read = number();
