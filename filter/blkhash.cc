@@ -172,15 +172,33 @@ void blkhash_cleanup(nbdkit_backend* backend) {
   });
 }
 
+// The plugin's exports, each with its latest report line as the
+// description when the filter tracks it (what nbdinfo --list shows).
+int list_with_reports(nbdkit_next_list_exports* next, nbdkit_backend* nxdata,
+                      int readonly, struct nbdkit_exports* list) {
+  std::unique_ptr<struct nbdkit_exports, decltype(&nbdkit_exports_free)>
+      plugin(nbdkit_exports_new(), nbdkit_exports_free);
+  if (!plugin || next(nxdata, readonly, plugin.get()) == -1) return -1;
+  for (size_t i = 0; i < nbdkit_exports_count(plugin.get()); i++) {
+    struct nbdkit_export e = nbdkit_get_export(plugin.get(), i);
+    std::string line;
+    if (auto state = exports->find(e.name ? e.name : "")) line = state->description();
+    if (nbdkit_add_export(list, e.name,
+                          line.empty() ? e.description : line.c_str()) == -1)
+      return -1;
+  }
+  return 0;
+}
+
 int blkhash_list_exports(nbdkit_next_list_exports* next,
                          nbdkit_backend* nxdata, int readonly, int,
                          struct nbdkit_exports* list) {
   // NBD_OPT_LIST is how a client asks for the verdict (nbdinfo --list):
   // it fails unless every export matches (or was computed).
-  if (guarded("check", nullptr, -1,
-              [&] { return exports->check(nxdata); }) == -1)
-    return -1;
-  return next(nxdata, readonly, list);
+  return guarded("check", nullptr, -1, [&] {
+    if (exports->check(nxdata) == -1) return -1;
+    return list_with_reports(next, nxdata, readonly, list);
+  });
 }
 
 // --- Connections ---------------------------------------------------------------
