@@ -292,7 +292,7 @@ int blkhash_flush(nbdkit_next* next, void* handle, uint32_t flags, int* err) {
 struct nbdkit_filter make_filter() {
   struct nbdkit_filter f = {};
   f.name = "blkhash";
-  f.longname = "nbdkit blkhash checksum filter";
+  f.longname = "nbdkit blkhash checksum filter " BLKHASH_VERSION;
   f.description =
       "Computes the blkhash checksum of the export as clients read and "
       "write it.";
