@@ -10,7 +10,8 @@ environment (see tests/functional/meson.build):
   BLKHASH_TOOLS        tests/tools (blkhash_ref.py, the independent reference)
 
 A test script calls check(...) for each assertion and finish() at the end,
-which prints "N passed, M failed" and exits non-zero on any failure.
+which prints "N passed, M failed" and exits non-zero on any failure; a
+test that cannot run where it runs calls skip(reason) instead (exit 77).
 """
 
 import os
@@ -83,6 +84,13 @@ def run_tests(*tests):
                   flush=True)
     print("total %.1f s" % (time.monotonic() - start))
     finish()
+
+
+def skip(reason):
+    """Ends a test that cannot run here: meson counts exit 77 as SKIP,
+    and scripts/test prints this last line as the reason."""
+    print("SKIP: " + reason, flush=True)
+    sys.exit(77)
 
 
 def vectors():
