@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+import nbd
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ENV, check, finish, parse_reports, reference, tempdir  # noqa: E402,E501
 from test_unordered import (MIXED, Server, close, drive, no_crash,  # noqa: E402,E501
@@ -119,9 +121,27 @@ def random_faults_case(what, errors_on_at_report, seed, rate=None,
               flush=True)
 
 
+# nbdkit before 1.33.10 (Debian 12 has 1.32.5) can abort when a client
+# hangs up while more of its replies are queued: nbdkit's commit 9d82aa4f,
+# "server: Don't assert on send if client hangs up early".  nbdcopy hangs
+# up like that after its first failed request.  The abort is in nbdkit's
+# server, before the filter sees anything, so the nbdcopy case is run
+# again on a new server when it happens (at most 5 runs; the last one
+# counts whatever happens).  Under load it happens to about 1 run in 6.
+NBDKIT_HANGUP_ABORT = "raw_send_socket: Assertion `sock >= 0' failed."
+
+
 def nbdcopy_case(what, seed, size=16 << 20):
     """nbdcopy with multi-conn writes into an export that fails writes
     and zeroes at random: the copy may fail; the reports never lie."""
+    for attempt in range(5):
+        if nbdcopy_attempt(what, seed, size, last=attempt == 4):
+            return
+
+
+def nbdcopy_attempt(what, seed, size, last):
+    """One run of nbdcopy_case.  False, with nothing checked, if nbdkit
+    aborted on nbdcopy's hang-up and this is not the last run."""
     rng = random.Random(seed)
     with tempdir() as tmp:
         flag = os.path.join(tmp, "inject")
@@ -146,11 +166,19 @@ def nbdcopy_case(what, seed, size=16 << 20):
                 capture_output=True, text=True, env=ENV, timeout=300)
             srv.settle()
             os.unlink(flag)
-            final = srv.read_back()
+            try:
+                final = srv.read_back()
+            except nbd.Error:
+                if NBDKIT_HANGUP_ABORT not in srv.log() or last:
+                    raise
         finally:
             if os.path.exists(flag):
                 os.unlink(flag)
             rc, log = srv.stop()
+        if NBDKIT_HANGUP_ABORT in log and not last:
+            print("%s: nbdkit aborted when nbdcopy hung up (%s), run again" %
+                  (what, NBDKIT_HANGUP_ABORT), flush=True)
+            return False
         no_crash(rc, log, what)
         reports = parse_reports(log)
         check(len(reports) >= 1, what + ": reports made", log[-2000:])
@@ -163,6 +191,7 @@ def nbdcopy_case(what, seed, size=16 << 20):
         print("%s: nbdcopy exit %d; reports: %s" %
               (what, copy.returncode,
                " ".join(r["digest"][:12] for r in reports)), flush=True)
+        return True
 
 
 def extents_fail_case(what, seed, size=8 << 20):
