@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Bit-identical to the real peer: the filter's checksum against
-`nbdcopy --blkhash=DIGEST/SIZE` (libnbd 1.20 and later), over the same
+`nbdcopy --blkhash=DIGEST/SIZE` (libnbd 1.24 and later), over the same
 bytes.  Every expected value comes from nbdcopy, never from the filter.
 
 Images (generated here, deterministic): sizes 0, 1, 4097 and 65537 bytes
@@ -26,8 +26,8 @@ For md5, sha1, sha256 and sha512:
   memory plugin starts as zeros); the filter's report must equal
   nbdcopy's checksum of the mixed image.
 
-Without nbdcopy --blkhash (libnbd 1.14 on Debian 12) the test is
-skipped, and says so.
+Without nbdcopy --blkhash (libnbd 1.14 on Debian 12, 1.22 on Debian 13)
+the test is skipped, and says so.
 """
 
 import os
@@ -237,7 +237,7 @@ def main():
     with tempdir() as tmp:
         version = nbdcopy_version()
         if not peer_has_blkhash(tmp):
-            skip("%s has no --blkhash (libnbd 1.20 or later has it): the "
+            skip("%s has no --blkhash (libnbd 1.24 and later have it): the "
                  "filter is not compared with the real peer here" % version)
         print("peer: " + version, flush=True)
 
