@@ -218,6 +218,13 @@ std::shared_ptr<const DigestAlgorithm> DigestAlgorithm::create(
   algorithm->is_xof_ = (EVP_MD_get_flags(md) & EVP_MD_FLAG_XOF) != 0;
   algorithm->is_sha256_ = EVP_MD_is_a(md, "SHA2-256");
   int size = EVP_MD_get_size(md);
+  if (size <= 0 && algorithm->is_xof_) {
+    // OpenSSL 3.4 and later give the XOFs no default length: use the one
+    // blkhash (and OpenSSL 3.0 to 3.3) gives them, the security strength
+    // in bytes times two: shake128 16, shake256 32.
+    if (EVP_MD_is_a(md, "SHAKE-128")) size = 16;
+    if (EVP_MD_is_a(md, "SHAKE-256")) size = 32;
+  }
   if (size <= 0 || static_cast<size_t>(size) > kMaxDigestSize)
     throw UnknownDigest(name);
   algorithm->size_ = static_cast<size_t>(size);
