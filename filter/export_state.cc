@@ -218,8 +218,8 @@ int ExportState::check_completion(uint64_t completions_before, int* err) {
   auto root = table_->root();
   if (!root || *root == *config_.expected) return 0;
   std::string message = "checksum MISMATCH: " + config_.parameters->label() +
-                        " " + root->hex() + ", expected " +
-                        config_.expected->hex();
+                        " " + root->hex() + " " +
+                        expect_field(*root, *config_.expected);
   nbdkit_error("blkhash: export %s: the image is complete: %s",
                quote(name_).c_str(), message.c_str());
   {

@@ -54,6 +54,14 @@ const char* verdict_name(Verdict verdict) {
   return "incomplete";
 }
 
+std::string expect_field(const DigestValue& value, const DigestValue& expected,
+                         std::string_view prefix) {
+  const std::string p(prefix);
+  return value == expected
+             ? p + "expect=verified"
+             : p + "expect=MISMATCH " + p + "expected=" + expected.hex();
+}
+
 Verdict Report::verdict() const {
   if (!root || (verify && !readback) || (!whole_name.empty() && !whole))
     return Verdict::kIncomplete;
@@ -74,12 +82,7 @@ std::string Report::line() const {
   out += " read=" + std::to_string(read_back);
   if (unfolded > 0) out += " unfolded=" + std::to_string(unfolded);
   if (!root) out += " error=" + quote(error);
-  if (expected && root) {
-    if (*root == *expected)
-      out += " expect=verified";
-    else
-      out += " expect=MISMATCH expected=" + expected->hex();
-  }
+  if (expected && root) out += " " + expect_field(*root, *expected);
   if (!bad_blocks.empty()) out += " bad-blocks=" + quote(bad_blocks);
   if (verify && root) {
     if (readback) {
@@ -96,10 +99,7 @@ std::string Report::line() const {
     if (!whole) {
       out += " whole-error=" + quote(whole_error);
     } else if (whole_expected) {
-      if (*whole == *whole_expected)
-        out += " whole-expect=verified";
-      else
-        out += " whole-expect=MISMATCH whole-expected=" + whole_expected->hex();
+      out += " " + expect_field(*whole, *whole_expected, "whole-");
     }
   }
   out += " verdict=";

@@ -57,6 +57,13 @@ enum class Verdict { kMatch, kMismatch, kIncomplete, kComputed };
 // "match", "mismatch", "incomplete", "computed".
 const char* verdict_name(Verdict verdict);
 
+// A value against its expected value, in the words of the report line:
+// "expect=verified", or "expect=MISMATCH expected=HEX"; with a prefix
+// ("whole-") on both keys for the whole-image digest.  The request that
+// completes a mismatching image fails with the same words.
+std::string expect_field(const DigestValue& value, const DigestValue& expected,
+                         std::string_view prefix = "");
+
 // What the result file holds (blkhash-file-format).
 enum class ResultFormat {
   kHex,   // "<hex>\n"

@@ -8,7 +8,8 @@ blkhash-expect=HEX, with real copy tools on both sides of a copy:
   value the copy succeeds, the report says expect=verified and the result
   file holds the value; with one byte changed in the source, or a wrong
   value, the tool exits non-zero, nbdkit logs "the image is complete:
-  checksum MISMATCH: sha256/64K <actual>, expected <expected>" and the
+  checksum MISMATCH: sha256/64K <actual> expect=MISMATCH
+  expected=<expected>" (the report line's words) and the
   report says expect=MISMATCH expected=<expected>;
 - a qcow2 file downloaded by the curl plugin from a loopback HTTP server
   with byte ranges (range_http_server.py), converted by qemu-img, then
@@ -125,7 +126,7 @@ def reports_of(stderr):
 def completion_re(actual, expected, label="sha256/64K"):
     return re.compile(
         r'^nbdkit: \S+: error: blkhash: export "": the image is complete: '
-        r'checksum MISMATCH: %s %s, expected %s$'
+        r'checksum MISMATCH: %s %s expect=MISMATCH expected=%s$'
         % (re.escape(label), actual, expected), re.M)
 
 
