@@ -56,6 +56,24 @@ int parse_bytes(const char* key, const char* value, uint64_t* out) {
   return 0;
 }
 
+// One of a few keywords, e.g. blkhash-defer=never|auto|always; the error
+// line names the parameter and every keyword.  -1 after nbdkit_error.
+template <typename T, size_t N>
+int parse_keyword(const char* key, const char* value,
+                  const std::pair<const char*, T> (&keywords)[N], T* out) {
+  std::string choices;
+  for (size_t i = 0; i < N; i++) {
+    if (std::string_view(value) == keywords[i].first) {
+      *out = keywords[i].second;
+      return 0;
+    }
+    choices += i == 0 ? "" : i + 1 == N ? " or " : ", ";
+    choices += keywords[i].first;
+  }
+  nbdkit_error("%s: \"%s\" is not %s", key, value, choices.c_str());
+  return -1;
+}
+
 }  // namespace
 
 std::string canonical_digest_name(std::string name) {
@@ -97,19 +115,11 @@ int Config::parse(const char* key, const char* value) {
   if (k == "blkhash-expect-map")
     return parse_path(key, value, &expect_map_file) == -1 ? -1 : 1;
   if (k == "blkhash-file-format") {
-    std::string_view v = value;
-    if (v == "hex") {
-      result_format = ResultFormat::kHex;
-    } else if (v == "sum") {
-      result_format = ResultFormat::kSum;
-    } else if (v == "json") {
-      result_format = ResultFormat::kJson;
-    } else {
-      nbdkit_error("blkhash-file-format: \"%s\" is not hex, sum or json",
-                   value);
-      return -1;
-    }
-    return 1;
+    static constexpr std::pair<const char*, ResultFormat> kFormats[] = {
+        {"hex", ResultFormat::kHex},
+        {"sum", ResultFormat::kSum},
+        {"json", ResultFormat::kJson}};
+    return parse_keyword(key, value, kFormats, &result_format) == -1 ? -1 : 1;
   }
   if (k == "blkhash-check-timeout")
     return parse_count(key, value, 0, &check_timeout) == -1 ? -1 : 1;
@@ -131,19 +141,11 @@ int Config::parse(const char* key, const char* value) {
     return 1;
   }
   if (k == "blkhash-defer") {
-    std::string_view v = value;
-    if (v == "auto") {
-      defer = Deferral::Mode::kAuto;
-    } else if (v == "always") {
-      defer = Deferral::Mode::kAlways;
-    } else if (v == "never") {
-      defer = Deferral::Mode::kNever;
-    } else {
-      nbdkit_error("blkhash-defer: \"%s\" is not auto, always or never",
-                   value);
-      return -1;
-    }
-    return 1;
+    static constexpr std::pair<const char*, Deferral::Mode> kModes[] = {
+        {"auto", Deferral::Mode::kAuto},
+        {"always", Deferral::Mode::kAlways},
+        {"never", Deferral::Mode::kNever}};
+    return parse_keyword(key, value, kModes, &defer) == -1 ? -1 : 1;
   }
   if (k == "blkhash-defer-memory")
     return parse_bytes(key, value, &defer_memory) == -1 ? -1 : 1;

@@ -80,10 +80,12 @@ def main():
 
         # This round's parameters.
         for params, parameter, words in (
-                (["blkhash-file-format=xml"], "blkhash-file-format", ['"xml"']),
+                (["blkhash-file-format=xml"], "blkhash-file-format",
+                 ['"xml" is not hex, sum or json']),
                 (["blkhash-check-timeout=soon"], "blkhash-check-timeout", []),
                 (["blkhash-max-exports=0"], "blkhash-max-exports", []),
-                (["blkhash-defer=sometimes"], "blkhash-defer", ['"sometimes"']),
+                (["blkhash-defer=sometimes"], "blkhash-defer",
+                 ['"sometimes" is not auto, always or never']),
                 (["blkhash-defer-memory=lots"], "blkhash-defer-memory", []),
                 (["blkhash-whole=nope"], "blkhash-whole", ['"nope"']),
                 (["blkhash-whole-window=big"], "blkhash-whole-window", []),
