@@ -62,6 +62,28 @@ def check(condition, what, detail=""):
     return condition
 
 
+# What a crashed or corrupted nbdkit leaves in its log (glibc, the C++
+# runtime, the sanitizers).  Every test looks for the same words.
+CRASH_WORDS = ("Segmentation fault", "Aborted", "core dumped",
+               "terminate called", "Assertion", "assertion", "double free",
+               "stack smashing", "AddressSanitizer", "ThreadSanitizer",
+               "runtime error:")
+
+
+def crash_words(log):
+    """The crash words found in an nbdkit log."""
+    return [w for w in CRASH_WORDS if w in log]
+
+
+def no_crash(rc, log, what):
+    """nbdkit exited with status 0 and its log shows no crash."""
+    check(rc == 0, what + ": nbdkit exit status 0", "status %r\n%s" %
+          (rc, log[-3000:]))
+    bad = crash_words(log)
+    check(not bad, what + ": no crash in nbdkit's log", "%s\n%s" %
+          (bad, log[-3000:]))
+
+
 def finish():
     print("%d passed, %d failed" % (_passed, _failed))
     sys.exit(1 if _failed or not _passed else 0)

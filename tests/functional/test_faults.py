@@ -39,8 +39,8 @@ import nbd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ENV, check, finish, parse_reports, reference, tempdir  # noqa: E402,E501
-from test_unordered import (MIXED, Server, close, drive, no_crash,  # noqa: E402,E501
-                            random_ops)
+from harness import no_crash  # noqa: E402
+from traffic import MIXED, Server, close, drive, random_ops  # noqa: E402
 
 KINDS = ("pread", "pwrite", "zero", "trim", "extents")
 

@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ENV, check, finish, reference, tempdir  # noqa: E402
-from test_unordered import Server  # noqa: E402
+from traffic import Server  # noqa: E402
 
 import subprocess  # noqa: E402
 

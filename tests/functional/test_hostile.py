@@ -57,19 +57,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (check, run_tests, parse_reports, reference,  # noqa: E402
-                     run_nbdkit, ENV, FILTER)
-
-CRASH_MARKERS = ("Segmentation fault", "Aborted", "terminate called",
-                 "AddressSanitizer", "ThreadSanitizer", "core dumped",
-                 "Assertion", "runtime error:")
+from harness import (check, crash_words, run_tests, parse_reports,  # noqa: E402
+                     reference, run_nbdkit, ENV, FILTER)
 
 TOO_LARGE_RE = re.compile(r"error: .*too large.*blkhash-block-size")
 
 
 def no_crash(p, what):
     check(p.returncode >= 0, what + ": not killed by a signal", p.returncode)
-    bad = [m for m in CRASH_MARKERS if m in p.stderr]
+    bad = crash_words(p.stderr)
     check(not bad, what + ": no crash in the log", p.stderr[-2000:])
 
 

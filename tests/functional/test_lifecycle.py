@@ -73,7 +73,7 @@ import nbd
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (check, parse_reports, read,  # noqa: E402
                      reference, run_nbdkit, run_tests, ENV, HttpServer)
-from test_unordered import Server  # noqa: E402
+from traffic import Server  # noqa: E402
 
 MIB = 1 << 20
 B = 65536

@@ -34,8 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import check, finish, parse_reports, reference, tempdir  # noqa: E402,E501
-from test_unordered import (Server, no_crash,  # noqa: E402
-                            random_file_server)
+from harness import no_crash  # noqa: E402
+from traffic import Server, random_file_server  # noqa: E402
 
 try:
     import xxhash
