@@ -92,6 +92,10 @@ std::string BlockRangeList::text() const {
 
 // --- BlockMap ----------------------------------------------------------------
 
+// One pass over the bytes in the order of the format (the man page's
+// BLOCK MAPS): the header, the records, then the root
+// recomputed from them.  It is long because the format is; each step
+// checks what it read before the next one relies on it.
 BlockMap BlockMap::parse(std::span<const uint8_t> bytes,
                          const std::optional<DigestValue>& expected_root) {
   Cursor in(bytes);

@@ -94,6 +94,9 @@ std::string canonical_digest_name(std::string name) {
   return name;
 }
 
+// One branch per parameter, as nbdkit filters' .config callbacks are
+// written: long only because there are many parameters.  Values that
+// need each other are checked in complete().
 int Config::parse(const char* key, const char* value) {
   std::string k = key;
   if (k == "blkhash-digest") {
