@@ -125,8 +125,8 @@ void BlockTable::for_each_group(uint64_t first, uint64_t count, Fn fn) {
   }
 }
 
-void BlockTable::apply(uint64_t offset, uint64_t length, const uint8_t* data,
-                       Source source) {
+void BlockTable::record(uint64_t offset, uint64_t length,
+                        const uint8_t* data, Source source) {
   auto at = [&](uint64_t position) {
     return data ? data + position : nullptr;
   };
@@ -139,22 +139,6 @@ void BlockTable::apply(uint64_t offset, uint64_t length, const uint8_t* data,
         store_full_blocks(first, count, at(position), source);
       });
   folded_.fold_if_wanted();
-}
-
-void BlockTable::put_data(uint64_t offset, std::span<const uint8_t> data) {
-  apply(offset, data.size(), data.data(), Source::kWrite);
-}
-
-void BlockTable::put_zero(uint64_t offset, uint64_t length) {
-  apply(offset, length, nullptr, Source::kWrite);
-}
-
-void BlockTable::fill_data(uint64_t offset, std::span<const uint8_t> data) {
-  apply(offset, data.size(), data.data(), Source::kObserved);
-}
-
-void BlockTable::fill_zero(uint64_t offset, uint64_t length) {
-  apply(offset, length, nullptr, Source::kObserved);
 }
 
 void BlockTable::forget(uint64_t offset, uint64_t length) {

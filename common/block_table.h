@@ -64,6 +64,7 @@
 
 #include "block_layout.h"
 #include "byte_range.h"
+#include "content_recorder.h"
 #include "folded_prefix.h"
 #include "group_store.h"
 #include "hash_pool.h"
@@ -86,7 +87,7 @@ class LeafObserver {
   virtual void leaf_known(uint64_t block, const uint8_t* leaf) = 0;
 };
 
-class BlockTable {
+class BlockTable : public ContentRecorder<BlockTable> {
  public:
   // Most blocks a table tracks (BlockLayout): 2^32, 256 TiB at 64K.
   static constexpr uint64_t kMaxBlocks = BlockLayout::kMaxBlocks;
@@ -110,11 +111,8 @@ class BlockTable {
 
   // Ranges must lie within [0, length()); a range beyond throws
   // std::out_of_range.
-  void put_data(uint64_t offset, std::span<const uint8_t> data);
-  void put_zero(uint64_t offset, uint64_t length);
+  // put_data, put_zero, fill_data, fill_zero: see content_recorder.h.
   void forget(uint64_t offset, uint64_t length);
-  void fill_data(uint64_t offset, std::span<const uint8_t> data);
-  void fill_zero(uint64_t offset, uint64_t length);
 
   // The root, if every block is known.
   std::optional<DigestValue> root() const { return folded_.root(); }
@@ -171,7 +169,8 @@ class BlockTable {
   // zero, a trim, a failed write), which replaces whatever was known.
   // kObserved: a read or a zero extent showed it, which sets only what is
   // not known yet.
-  enum class Source { kWrite, kObserved };
+  friend class ContentRecorder<BlockTable>;
+  using Source = ContentSource;
 
   // With g's stripe locked, before recording a change to group g: whether
   // to record it.  A write always is recorded: a folded group is unfolded
@@ -200,8 +199,8 @@ class BlockTable {
   template <typename Fn>
   static void for_each_group(uint64_t first, uint64_t count, Fn fn);
 
-  void apply(uint64_t offset, uint64_t length, const uint8_t* data,
-             Source source);
+  void record(uint64_t offset, uint64_t length, const uint8_t* data,
+              Source source);
   void apply_piece(uint64_t block, uint32_t offset, uint32_t n,
                    const uint8_t* data, Source source);
   void forget_piece(uint64_t block, uint32_t offset, uint32_t n);

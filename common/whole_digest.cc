@@ -42,22 +42,6 @@ void WholeDigest::check_range(uint64_t offset, uint64_t length) const {
                             std::to_string(length_) + " bytes)");
 }
 
-void WholeDigest::write(uint64_t offset, std::span<const uint8_t> data) {
-  put(offset, data.size(), data.data(), Source::kWrite);
-}
-
-void WholeDigest::write_zero(uint64_t offset, uint64_t length) {
-  put(offset, length, nullptr, Source::kWrite);
-}
-
-void WholeDigest::observe(uint64_t offset, std::span<const uint8_t> data) {
-  put(offset, data.size(), data.data(), Source::kObserve);
-}
-
-void WholeDigest::observe_zero(uint64_t offset, uint64_t length) {
-  put(offset, length, nullptr, Source::kObserve);
-}
-
 void WholeDigest::forget(uint64_t offset, uint64_t length) {
   check_range(offset, length);
   if (length == 0) return;
@@ -67,8 +51,8 @@ void WholeDigest::forget(uint64_t offset, uint64_t length) {
   if (from < offset + length) erase_locked(from, offset + length);
 }
 
-void WholeDigest::put(uint64_t offset, uint64_t length, const uint8_t* data,
-                      Source source) {
+void WholeDigest::record(uint64_t offset, uint64_t length,
+                         const uint8_t* data, Source source) {
   check_range(offset, length);
   if (length == 0) return;
   const uint64_t base = offset;  // data[0] is the byte at `base`

@@ -10,11 +10,11 @@
 // the gap at the cursor itself (claim_gap(): the bytes no client sent
 // yet), which lets the cursor move on and frees the buffer.
 //
-// What each call means, as in the block table (block_table.h):
-//   write / write_zero   new content: replaces what is buffered there
-//   observe              content seen by a read: sets only what is not
-//                        buffered yet, never overriding a write
-//   forget               content no longer known (trim, failed write)
+// What each call means, as in the block table (content_recorder.h):
+//   put_data / put_zero    new content: replaces what is buffered there
+//   fill_data / fill_zero  content seen by a read: sets only what is not
+//                          buffered yet, never overriding a write
+//   forget                 content no longer known (trim, failed write)
 // A write, zero or forget of bytes the cursor has passed makes the digest
 // stale(): the bytes hashed are no longer the content, and only reading
 // the whole image again gives its digest.  Reads behind the cursor change
@@ -41,10 +41,11 @@
 #include "digest.h"
 #include "thread_annotations.h"
 #include "byte_range.h"
+#include "content_recorder.h"
 
 namespace blkhash {
 
-class WholeDigest {
+class WholeDigest : public ContentRecorder<WholeDigest> {
  public:
   // An image of `length` bytes; at most about `window` bytes of data
   // buffered ahead of the cursor before over_window() says to read.
@@ -59,10 +60,7 @@ class WholeDigest {
 
   // Ranges must lie within [0, length()); a range beyond throws
   // std::out_of_range.
-  void write(uint64_t offset, std::span<const uint8_t> data);
-  void write_zero(uint64_t offset, uint64_t length);
-  void observe(uint64_t offset, std::span<const uint8_t> data);
-  void observe_zero(uint64_t offset, uint64_t length);
+  // put_data, put_zero, fill_data, fill_zero: see content_recorder.h.
   void forget(uint64_t offset, uint64_t length);
 
   // Bytes fed (or being fed) to the digest, in order, from offset 0.
@@ -88,12 +86,13 @@ class WholeDigest {
     uint64_t length = 0;
     std::vector<uint8_t> bytes;  // empty: a zero run
   };
-  enum class Source { kWrite, kObserve };
+  friend class ContentRecorder<WholeDigest>;
+  using Source = ContentSource;
 
   void check_range(uint64_t offset, uint64_t length) const;
   // Stores [offset, offset + length) of `data` (null: zeros).
-  void put(uint64_t offset, uint64_t length, const uint8_t* data,
-           Source source) EXCLUDES(mutex_);
+  void record(uint64_t offset, uint64_t length, const uint8_t* data,
+              Source source) EXCLUDES(mutex_);
   // Removes [offset, end) from the buffer.
   void erase_locked(uint64_t offset, uint64_t end) REQUIRES(mutex_);
   void insert_locked(uint64_t offset, uint64_t length, const uint8_t* data)

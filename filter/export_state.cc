@@ -256,7 +256,7 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
     return -1;
   auto fill = [this, lo](std::span<const uint8_t> seen) {
     table_->fill_data(lo, seen);
-    if (whole_) whole_->observe(lo, seen);
+    if (whole_) whole_->fill_data(lo, seen);
   };
   // Checked against a map before the reply: never deferred then.
   if (!map_checker_ && defer(held, {bytes, hi - lo}, "read", lo, completions,
@@ -298,7 +298,7 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
   }
   auto put = [this, offset](std::span<const uint8_t> bytes) {
     table_->put_data(offset, bytes);
-    if (whole_) whole_->write(offset, bytes);
+    if (whole_) whole_->put_data(offset, bytes);
   };
   const std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
   // Checked against a map before the reply: never deferred then.
@@ -332,7 +332,7 @@ int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
   changed_(this, offset, count);
   if (record("zero", offset, count, err, [&] {
         table_->put_zero(offset, count);
-        if (whole_) whole_->write_zero(offset, count);
+        if (whole_) whole_->put_zero(offset, count);
       }) == -1)
     return -1;
   if (check_blocks("zero", err) == -1) return -1;

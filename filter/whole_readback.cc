@@ -55,7 +55,7 @@ bool WholeReadBack::step() {
       const uint64_t end = std::min(e.offset + e.length, gap->end());
       if (e.offset <= gap->offset && end > gap->offset) {
         if (e.type & NBDKIT_EXTENT_ZERO) {
-          whole_.observe_zero(gap->offset, end - gap->offset);
+          whole_.fill_zero(gap->offset, end - gap->offset);
           table_.fill_zero(gap->offset, end - gap->offset);
           return true;
         }
@@ -71,7 +71,7 @@ bool WholeReadBack::step() {
              std::to_string(gap->offset) + " failed: " + std::strerror(err);
     return false;
   }
-  whole_.observe(gap->offset, buffer);
+  whole_.fill_data(gap->offset, buffer);
   table_.fill_data(gap->offset, buffer);
   bytes_read_ += length;
   return true;

@@ -34,7 +34,7 @@ void read_gaps(WholeDigest& whole, const std::vector<uint8_t>& content,
   while (until_done ? whole.cursor() < whole.length() : whole.over_window()) {
     auto gap = whole.claim_gap(1000);
     if (!gap) break;
-    whole.observe(gap->offset, {content.data() + gap->offset, gap->length});
+    whole.fill_data(gap->offset, {content.data() + gap->offset, gap->length});
     whole.release_gap();
   }
 }
@@ -66,11 +66,11 @@ TEST_CASE("unordered writes, zeroes, reads give sha256sum's value", "[whole]") {
     switch (reads_only ? 1 : random() % 4) {
       case 0: {  // zeros
         std::fill_n(content.begin() + piece.offset, piece.length, 0);
-        whole.write_zero(piece.offset, piece.length);
+        whole.put_zero(piece.offset, piece.length);
         break;
       }
       case 1: {  // a read of what the storage holds
-        whole.observe(piece.offset,
+        whole.fill_data(piece.offset,
                       {content.data() + piece.offset, piece.length});
         break;
       }
@@ -80,14 +80,14 @@ TEST_CASE("unordered writes, zeroes, reads give sha256sum's value", "[whole]") {
         // (behind it a rewrite makes the digest stale, tested below).
         if (random() % 4 == 0 && piece.offset > whole.cursor()) {
           auto first = random_bytes(random, piece.length);
-          whole.write(piece.offset, first);
+          whole.put_data(piece.offset, first);
         }
         std::copy(bytes.begin(), bytes.end(), content.begin() + piece.offset);
-        whole.write(piece.offset, bytes);
+        whole.put_data(piece.offset, bytes);
         // A stale read of the old content never overrides the write...
         // unless the cursor has passed it, where a read changes nothing.
         std::vector<uint8_t> stale(piece.length, 0xee);
-        whole.observe(piece.offset, stale);
+        whole.fill_data(piece.offset, stale);
       }
     }
     read_gaps(whole, content, false);
@@ -103,25 +103,25 @@ TEST_CASE("a change behind the cursor makes the digest stale", "[whole]") {
   auto digest = sha256();
   std::vector<uint8_t> bytes(4000, 7);
   WholeDigest written(*digest, 8000, 1 << 20);
-  written.write(0, bytes);
+  written.put_data(0, bytes);
   CHECK(written.cursor() == 4000);
-  written.observe(0, bytes);  // a read behind: nothing changes
+  written.fill_data(0, bytes);  // a read behind: nothing changes
   CHECK(!written.stale());
-  written.write(100, {bytes.data(), 10});
+  written.put_data(100, {bytes.data(), 10});
   CHECK(written.stale());
-  written.write(4000, bytes);
+  written.put_data(4000, bytes);
   CHECK(!written.final());  // complete, but not the content
 
   WholeDigest trimmed(*digest, 8000, 1 << 20);
-  trimmed.write(0, bytes);
+  trimmed.put_data(0, bytes);
   trimmed.forget(3999, 2);
   CHECK(trimmed.stale());
 
   WholeDigest zeroed(*digest, 8000, 1 << 20);
-  zeroed.write_zero(0, 8000);
+  zeroed.put_zero(0, 8000);
   CHECK(zeroed.final()->hex() ==
         openssl_sha256(std::vector<uint8_t>(8000, 0)));
-  zeroed.write_zero(0, 1);
+  zeroed.put_zero(0, 1);
   CHECK(zeroed.stale());
   CHECK(!zeroed.final());
 }
@@ -131,22 +131,22 @@ TEST_CASE("forgotten bytes ahead of the cursor are read again", "[whole]") {
   std::mt19937_64 random(3);
   auto content = random_bytes(random, 10000);
   WholeDigest whole(*digest, content.size(), 1 << 20);
-  whole.write(5000, {content.data() + 5000, 5000});
+  whole.put_data(5000, {content.data() + 5000, 5000});
   whole.forget(6000, 100);  // a trim: unknown again
   auto gap = whole.claim_gap(UINT64_MAX);
   REQUIRE(gap);
   CHECK(*gap == ByteRange{0, 5000});
   CHECK(!whole.claim_gap(UINT64_MAX));  // one claim at a time
-  whole.observe(0, {content.data(), 5000});
+  whole.fill_data(0, {content.data(), 5000});
   whole.release_gap();
   CHECK(whole.cursor() == 6000);
   gap = whole.claim_gap(UINT64_MAX);
   REQUIRE(gap);
   CHECK(*gap == ByteRange{6000, 100});
-  whole.observe(6000, {content.data() + 6000, 100});
+  whole.fill_data(6000, {content.data() + 6000, 100});
   whole.release_gap();
   CHECK(whole.final()->hex() == openssl_sha256(content));
-  CHECK_THROWS_AS(whole.write(9999, {content.data(), 2}), std::out_of_range);
+  CHECK_THROWS_AS(whole.put_data(9999, {content.data(), 2}), std::out_of_range);
 }
 
 TEST_CASE("an empty image", "[whole]") {
@@ -169,7 +169,7 @@ TEST_CASE("threads writing disjoint pieces at once", "[whole][concurrency]") {
   for (unsigned t = 0; t < 4; t++)
     threads.emplace_back([&, t] {
       for (size_t i = t; i < pieces.size(); i += 4)
-        whole.write(pieces[i].offset,
+        whole.put_data(pieces[i].offset,
                     {content.data() + pieces[i].offset, pieces[i].length});
     });
   for (auto& thread : threads) thread.join();
