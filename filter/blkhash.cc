@@ -236,7 +236,7 @@ const char* blkhash_export_description(nbdkit_next* next, void* handle) {
       line = state->description();
     } else {
       int64_t size = next->get_size(next);
-      line = pending_line(config.parameters->label(), name,
+      line = pending_line(config.label(), name,
                           size == -1 ? 0 : static_cast<uint64_t>(size));
     }
     return nbdkit_strdup_intern(line.c_str());

@@ -196,8 +196,19 @@ int Config::parse_expected(const char* key, const std::string& hex,
   return 0;
 }
 
+std::string Config::label() const {
+  return parameters ? parameters->label() : whole_name;
+}
+
 int Config::complete() {
   digest_name = canonical_digest_name(digest_name);
+  if (!is_valid_block_size(static_cast<uint64_t>(block_size))) {
+    nbdkit_error("blkhash-block-size: %" PRIi64
+                 " is not allowed: it must be a power of two from 4K to 64M",
+                 block_size);
+    return -1;
+  }
+  if (digest_name == "none") return complete_whole_only();
   std::shared_ptr<const DigestAlgorithm> digest;
   try {
     digest = DigestAlgorithm::create(digest_name);
@@ -205,12 +216,6 @@ int Config::complete() {
     nbdkit_error("blkhash-digest: unknown digest \"%s\" (use an OpenSSL "
                  "digest name such as sha256, or xxh128)",
                  digest_name.c_str());
-    return -1;
-  }
-  if (!is_valid_block_size(static_cast<uint64_t>(block_size))) {
-    nbdkit_error("blkhash-block-size: %" PRIi64
-                 " is not allowed: it must be a power of two from 4K to 64M",
-                 block_size);
     return -1;
   }
   parameters = std::make_unique<Parameters>(
@@ -221,6 +226,47 @@ int Config::complete() {
                      &expected) == -1)
     return -1;
 
+  if (complete_whole() == -1) return -1;
+
+  if (check_output_file("blkhash-file", result_file) == -1 ||
+      check_output_file("blkhash-map", map_file) == -1)
+    return -1;
+  if (!map_file.empty() && map_file == result_file) {
+    nbdkit_error("blkhash-map: the same file as blkhash-file");
+    return -1;
+  }
+  if (!expect_map_file.empty() && load_expect_map() == -1) return -1;
+  // The leaves of folded blocks are gone: a map needs them all.
+  if (!map_file.empty() || expect_map) fold = false;
+  return 0;
+}
+
+int Config::complete_whole_only() {
+  if (whole_name.empty()) {
+    nbdkit_error("blkhash-digest: none leaves nothing to compute: give "
+                 "blkhash-whole=DIGEST or blkhash-expect=DIGEST:HEX");
+    return -1;
+  }
+  // Each of these is about the blkhash, which is not computed.
+  const std::pair<bool, const char*> needs_blkhash[] = {
+      {expect_given, "blkhash-expect: a bare HEX is a blkhash (give "
+                     "DIGEST:HEX for the whole-image digest)"},
+      {verify, "blkhash-verify: reads back to check the blkhash"},
+      {!map_file.empty(), "blkhash-map: a map holds the blkhash's leaves"},
+      {!expect_map_file.empty(),
+       "blkhash-expect-map: a map holds the blkhash's leaves"},
+  };
+  for (const auto& [given, what] : needs_blkhash) {
+    if (given) {
+      nbdkit_error("%s, but blkhash-digest=none", what);
+      return -1;
+    }
+  }
+  if (complete_whole() == -1) return -1;
+  return check_output_file("blkhash-file", result_file);
+}
+
+int Config::complete_whole() {
   if (!whole_name.empty()) {
     try {
       whole_digest = DigestAlgorithm::create(whole_name);
@@ -242,17 +288,6 @@ int Config::complete() {
                        &whole_expected) == -1)
       return -1;
   }
-
-  if (check_output_file("blkhash-file", result_file) == -1 ||
-      check_output_file("blkhash-map", map_file) == -1)
-    return -1;
-  if (!map_file.empty() && map_file == result_file) {
-    nbdkit_error("blkhash-map: the same file as blkhash-file");
-    return -1;
-  }
-  if (!expect_map_file.empty() && load_expect_map() == -1) return -1;
-  // The leaves of folded blocks are gone: a map needs them all.
-  if (!map_file.empty() || expect_map) fold = false;
   return 0;
 }
 

@@ -50,8 +50,14 @@ struct Config {
   std::shared_ptr<const DigestAlgorithm> whole_digest;  // or null
   std::optional<DigestValue> whole_expected;  // from whole_expect_hex
 
-  std::unique_ptr<Parameters> parameters;  // set by complete()
+  // The blkhash's digest and block size; null with blkhash-digest=none,
+  // when only the whole-image digest is computed.
+  std::unique_ptr<Parameters> parameters;
   std::shared_ptr<const BlockMap> expect_map;  // read by complete()
+
+  // What the report line starts with: "sha256/64K" for a blkhash, the
+  // whole-image digest's name ("sha256") with blkhash-digest=none.
+  std::string label() const;
 
   // Handles a blkhash-* key: 1 if consumed, 0 if not ours, -1 on error.
   int parse(const char* key, const char* value);
@@ -70,6 +76,10 @@ struct Config {
   // is writable, it is not a symlink or directory; removes an old one.
   // 0, or -1 after an error naming `key`.
   int check_output_file(const char* key, const std::string& path);
+  // blkhash-digest=none: refuses what needs a blkhash.  0 or -1.
+  int complete_whole_only();
+  // blkhash-whole and blkhash-expect=DIGEST:HEX.  0 or -1.
+  int complete_whole();
   // Reads blkhash-expect-map, authenticated by blkhash-expect if given.
   int load_expect_map();
 };
@@ -81,7 +91,8 @@ std::string canonical_digest_name(std::string name);
 
 // Help text for nbdkit --help.
 #define BLKHASH_CONFIG_HELP                                                \
-  "blkhash-digest=NAME      Digest: any OpenSSL digest or xxh128 (sha256).\n" \
+  "blkhash-digest=NAME      Digest: any OpenSSL digest or xxh128 (sha256);\n" \
+  "                         none: only the blkhash-whole digest.\n"      \
   "blkhash-block-size=SIZE  Block size, power of two, 4K-64M (64K).\n"        \
   "blkhash-file=PATH        Write the checksum to PATH after each report.\n" \
   "blkhash-file-format=FMT  hex, sum or json (hex).\n"                       \

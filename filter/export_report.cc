@@ -94,6 +94,7 @@ void ExportState::report_through_locked(std::unique_lock<std::mutex>& lock,
 }
 
 Report ExportState::compute_report(nbdkit_next* next) {
+  if (!table_) return compute_whole_only(next);
   Report report;
   report.digest = config_.parameters->digest().name();
   report.block_size = config_.parameters->block_size();
@@ -151,6 +152,23 @@ Report ExportState::compute_report(nbdkit_next* next) {
   return report;
 }
 
+Report ExportState::compute_whole_only(nbdkit_next* next) {
+  Report report;
+  report.whole_only = true;
+  report.digest = report.label = config_.label();
+  report.export_name = name_;
+  report.size = length_.value_or(0);
+  try {
+    compute_whole(next, report);
+  } catch (const std::exception& e) {
+    report.whole.reset();
+    report.whole_error = e.what();
+  }
+  report.root = report.whole;
+  report.error = report.whole_error;
+  return report;
+}
+
 void ExportState::compute_whole(nbdkit_next* next, Report& report) {
   report.whole_name = config_.whole_digest->name();
   report.whole_expected = config_.whole_expected;
@@ -158,7 +176,7 @@ void ExportState::compute_whole(nbdkit_next* next, Report& report) {
   if (table_lost_) {
     report.whole_error = "the filter lost track of writes (out of memory)";
   } else if (!whole_->stale()) {
-    WholeReadBack reader(next, *whole_, *table_, ranges_, !written_);
+    WholeReadBack reader(next, *whole_, table_.get(), ranges_, !written_);
     reader.read_to_end();
     read += reader.bytes_read();
     report.whole = whole_->final();
@@ -168,8 +186,8 @@ void ExportState::compute_whole(nbdkit_next* next, Report& report) {
     // Changed behind the cursor: only a fresh pass over the whole export
     // gives its digest.  It starts the next one too.
     auto fresh = std::make_shared<WholeDigest>(
-        *config_.whole_digest, table_->length(), config_.whole_window);
-    WholeReadBack reader(next, *fresh, *table_, ranges_, !written_);
+        *config_.whole_digest, whole_->length(), config_.whole_window);
+    WholeReadBack reader(next, *fresh, table_.get(), ranges_, !written_);
     reader.read_to_end();
     read += reader.bytes_read();
     report.whole = fresh->final();
@@ -182,7 +200,8 @@ void ExportState::compute_whole(nbdkit_next* next, Report& report) {
 
 void ExportState::report_unavailable(nbdkit_next* next) {
   Report report;
-  report.label = config_.parameters->label();
+  report.whole_only = !config_.parameters;
+  report.label = config_.label();
   report.export_name = name_;
   int64_t size = next->get_size(next);
   report.size = size == -1 ? 0 : static_cast<uint64_t>(size);

@@ -33,11 +33,11 @@ ExportState::ExportState(std::string name, const Config& config,
 int ExportState::ensure_table_locked(nbdkit_next* next) {
   int64_t size = next->get_size(next);
   if (size == -1) return -1;
-  if (table_ && table_->length() == static_cast<uint64_t>(size)) return 0;
-  if (table_ && attached_ > 0) {
+  if (length_ && *length_ == static_cast<uint64_t>(size)) return 0;
+  if (length_ && attached_ > 0) {
     nbdkit_error("blkhash: export %s changed size from %" PRIu64
                  " to %" PRIi64 " while in use",
-                 quote(name_).c_str(), table_->length(), size);
+                 quote(name_).c_str(), *length_, size);
     return -1;
   }
   try {
@@ -49,11 +49,13 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
                    size);
       return -1;
     }
-    table_ = std::make_shared<BlockTable>(
-        *config_.parameters, static_cast<uint64_t>(size), pool_,
-        config_.fold ? BlockTable::Fold::kSettledPrefix
-                     : BlockTable::Fold::kNone,
-        map_checker_.get());
+    table_.reset();
+    if (config_.parameters)
+      table_ = std::make_shared<BlockTable>(
+          *config_.parameters, static_cast<uint64_t>(size), pool_,
+          config_.fold ? BlockTable::Fold::kSettledPrefix
+                       : BlockTable::Fold::kNone,
+          map_checker_.get());
   } catch (const ImageTooLarge& e) {
     nbdkit_error("blkhash: export %s: %s (use a larger blkhash-block-size)",
                  quote(name_).c_str(), e.what());
@@ -64,6 +66,7 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
     whole_ = std::make_shared<WholeDigest>(*config_.whole_digest,
                                            static_cast<uint64_t>(size),
                                            config_.whole_window);
+  length_ = static_cast<uint64_t>(size);
   written_ = false;
   whole_read_ = 0;
   hashed_at_last_report_ = 0;
@@ -89,7 +92,8 @@ void ExportState::detach(nbdkit_next* next) {
   // needs reads waits for a check or shutdown (a probe must not pay for
   // a verdict nobody asked for yet).
   if (attached_ == 0 && !reporting_ && report_due_locked() && !table_lost_ &&
-      table_->complete() && !config_.verify && (!whole_ || whole_->final()))
+      (!table_ || table_->complete()) && !config_.verify &&
+      (!whole_ || whole_->final()))
     report_locked(lock, next);
   idle_.notify_all();
 }
@@ -103,23 +107,24 @@ void ExportState::abandon() {
 std::string ExportState::description() {
   std::lock_guard lock(mutex_);
   if (!description_.empty()) return description_;
-  return pending_line(config_.parameters->label(), name_,
-                      table_ ? table_->length() : 0);
+  return pending_line(config_.label(), name_, length_.value_or(0));
 }
 
 void ExportState::forget(uint64_t offset, uint64_t length) {
   std::shared_ptr<BlockTable> table;
   std::shared_ptr<WholeDigest> whole;
+  uint64_t size;
   {
     std::lock_guard lock(mutex_);
     table = table_;
     whole = whole_;
+    size = length_.value_or(0);
   }
   written_ = true;
-  if (!table || offset >= table->length()) return;
-  const uint64_t n = std::min(length, table->length() - offset);
+  if (offset >= size) return;
+  const uint64_t n = std::min(length, size - offset);
   try {
-    table->forget(offset, n);
+    if (table) table->forget(offset, n);
     if (whole) whole->forget(offset, n);
   } catch (const std::exception&) {
     table_lost_ = true;
@@ -130,8 +135,12 @@ void ExportState::forget(uint64_t offset, uint64_t length) {
 // --- Requests --------------------------------------------------------------------
 
 void ExportState::forget_here(uint64_t offset, uint64_t length) {
-  table_->forget(offset, length);
+  if (table_) table_->forget(offset, length);
   if (whole_) whole_->forget(offset, length);
+}
+
+uint64_t ExportState::completions() const {
+  return table_ ? table_->completions() : 0;
 }
 
 void ExportState::note_change() {
@@ -152,8 +161,7 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
                  what, offset, length, e.what());
   }
   try {
-    table_->forget(offset, length);
-    if (whole_) whole_->forget(offset, length);
+    forget_here(offset, length);
   } catch (const std::exception&) {
     table_lost_ = true;
   }
@@ -213,7 +221,7 @@ int ExportState::check_blocks(const char* what, int* err) {
 }
 
 int ExportState::check_completion(uint64_t completions_before, int* err) {
-  if (!config_.expected || table_->completions() == completions_before)
+  if (!config_.expected || completions() == completions_before)
     return 0;
   auto root = table_->root();
   if (!root || *root == *config_.expected) return 0;
@@ -235,11 +243,12 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
                        uint64_t offset, uint32_t flags, int* err) {
   std::optional<RangeLock::Guard> held;
   held.emplace(ranges_.lock_shared(offset, count));
-  const uint64_t completions = table_->completions();
+  const uint64_t completions = this->completions();
   begin_checks();
   // With blkhash-expect-map, whole blocks are read, so that every block
   // the client sees is complete, checked, and refused if bad.
-  const uint64_t block_size = config_.parameters->block_size();
+  const uint64_t block_size =
+      map_checker_ ? config_.parameters->block_size() : 1;
   const uint64_t lo = map_checker_ ? offset / block_size * block_size : offset;
   const uint64_t hi = map_checker_ ? std::min(table_->length(),
                                               (offset + count + block_size - 1) /
@@ -255,7 +264,7 @@ int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,
                   err) == -1)
     return -1;
   auto fill = [this, lo](std::span<const uint8_t> seen) {
-    table_->fill_data(lo, seen);
+    if (table_) table_->fill_data(lo, seen);
     if (whole_) whole_->fill_data(lo, seen);
   };
   // Checked against a map before the reply: never deferred then.
@@ -287,7 +296,7 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
   note_change();
   std::optional<RangeLock::Guard> held;
   held.emplace(ranges_.lock_exclusive(offset, count));
-  const uint64_t completions = table_->completions();
+  const uint64_t completions = this->completions();
   begin_checks();
   changed_(this, offset, count);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
@@ -297,7 +306,7 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
     return -1;
   }
   auto put = [this, offset](std::span<const uint8_t> bytes) {
-    table_->put_data(offset, bytes);
+    if (table_) table_->put_data(offset, bytes);
     if (whole_) whole_->put_data(offset, bytes);
   };
   const std::span<const uint8_t> bytes{static_cast<const uint8_t*>(buf), count};
@@ -313,7 +322,7 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
 int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
                       uint32_t flags, int* err) {
   auto held = ranges_.lock_exclusive(offset, count);
-  const uint64_t completions = table_->completions();
+  const uint64_t completions = this->completions();
   begin_checks();
   if (next->zero(next, count, offset, flags, err) == -1) {
     bool refused_fast = (flags & NBDKIT_FLAG_FAST_ZERO) &&
@@ -331,7 +340,7 @@ int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
   note_change();
   changed_(this, offset, count);
   if (record("zero", offset, count, err, [&] {
-        table_->put_zero(offset, count);
+        if (table_) table_->put_zero(offset, count);
         if (whole_) whole_->put_zero(offset, count);
       }) == -1)
     return -1;
@@ -358,10 +367,11 @@ int ExportState::extents(nbdkit_next* next, uint32_t count, uint64_t offset,
                          uint32_t flags, struct nbdkit_extents* extents,
                          int* err) {
   auto held = ranges_.lock_shared(offset, count);
-  const uint64_t completions = table_->completions();
+  const uint64_t completions = this->completions();
   begin_checks();
   if (next->extents(next, count, offset, flags, extents, err) == -1)
     return -1;
+  if (!table_) return 0;  // the whole-image digest reads its holes itself
   // Zero extents fill what is unknown; only inside the held range.
   const uint64_t end = offset + count;
   try {
@@ -399,7 +409,7 @@ int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
 
 void ExportState::after_request(nbdkit_next* next) {
   if (!whole_ || !whole_->over_window()) return;
-  WholeReadBack reader(next, *whole_, *table_, ranges_, !written_);
+  WholeReadBack reader(next, *whole_, table_.get(), ranges_, !written_);
   if (!reader.read_while_over_window())
     nbdkit_debug("blkhash: whole-image digest: %s (read at the report)",
                  reader.error().c_str());

@@ -1,9 +1,11 @@
 // Everything the filter knows about one export name with data requests,
 // shared by every connection to it.
 //
-// An ExportState owns the export's BlockTable and passes each client
-// request to the plugin, recording what the request proved about the
-// content (see block_table.h for what each kind of request means).
+// An ExportState owns the export's BlockTable (none with
+// blkhash-digest=none) and WholeDigest (with blkhash-whole), and passes
+// each client request to the plugin, recording what the request proved
+// about the content in both (content_recorder.h says what each kind of
+// request means).
 // It decides when to report and makes the report: blocks the table does
 // not know are found through the plugin's extents (zeros need no reading)
 // and then read (readback.h), so a report is never a guess; publish.h
@@ -128,6 +130,8 @@ class ExportState {
   void note_change();
   // Forgets a range in this export's table and whole-image digest.
   void forget_here(uint64_t offset, uint64_t length);
+  // The table's completions(), or 0 without a table.
+  uint64_t completions() const;
   // Runs a table update; on failure forgets the range (or, if even that
   // fails, marks the table lost), logs, and sets *err = EIO.
   template <typename Update>
@@ -164,6 +168,8 @@ class ExportState {
   Report compute_report(nbdkit_next* next);
   // The whole-image digest's part of a report.
   void compute_whole(nbdkit_next* next, Report& report);
+  // The report with blkhash-digest=none: the whole-image digest alone.
+  Report compute_whole_only(nbdkit_next* next);
   // blkhash-map: replaces the map file with the table's map if the report
   // has a root, else removes it.  False after nbdkit_error.
   bool write_map(const Report& report);
@@ -189,7 +195,8 @@ class ExportState {
   std::string mismatch_message_;  // why flushes fail (mismatch_)
   uint64_t hashed_at_last_report_ = 0;
   uint64_t unfolded_at_last_report_ = 0;
-  std::shared_ptr<BlockTable> table_;
+  std::optional<uint64_t> length_;  // the export's, once it is known
+  std::shared_ptr<BlockTable> table_;  // null with blkhash-digest=none
   // With blkhash-whole; made and replaced with table_, used the same way.
   std::shared_ptr<WholeDigest> whole_;
 

@@ -12,7 +12,7 @@ Exports::Exports(const Config& config, HashPool* pool, Deferral* deferral,
       pool_(pool),
       deferral_(deferral),
       readers_(readers),
-      ranges_(config.parameters->block_size()) {}
+      ranges_(static_cast<uint32_t>(config.block_size)) {}
 
 Exports::~Exports() = default;
 

@@ -78,6 +78,22 @@ std::string Report::line() const {
   out += root ? root->hex() : "incomplete";
   out += " export=" + quote(export_name);
   out += " size=" + std::to_string(size);
+  if (!whole_only) blkhash_fields(out);
+  if (!whole_name.empty()) {
+    out += " whole=" + whole_name + ":" + (whole ? whole->hex() : "incomplete");
+    out += " whole-read=" + std::to_string(whole_read);
+    if (!whole) {
+      out += " whole-error=" + quote(whole_error);
+    } else if (whole_expected) {
+      out += " " + expect_field(*whole, *whole_expected, "whole-");
+    }
+  }
+  out += " verdict=";
+  out += verdict_name(verdict());
+  return out;
+}
+
+void Report::blkhash_fields(std::string& out) const {
   out += " hashed=" + std::to_string(hashed_in_flight);
   out += " read=" + std::to_string(read_back);
   if (unfolded > 0) out += " unfolded=" + std::to_string(unfolded);
@@ -93,18 +109,6 @@ std::string Report::line() const {
     }
     out += " verify-read=" + std::to_string(verify_read);
   }
-  if (!whole_name.empty()) {
-    out += " whole=" + whole_name + ":" + (whole ? whole->hex() : "incomplete");
-    out += " whole-read=" + std::to_string(whole_read);
-    if (!whole) {
-      out += " whole-error=" + quote(whole_error);
-    } else if (whole_expected) {
-      out += " " + expect_field(*whole, *whole_expected, "whole-");
-    }
-  }
-  out += " verdict=";
-  out += verdict_name(verdict());
-  return out;
 }
 
 std::string Report::result_text(ResultFormat format) const {

@@ -71,9 +71,13 @@ enum class ResultFormat {
   kJson,  // one JSON object and "\n" (see result_text())
 };
 
+// With blkhash-digest=none (whole_only), the report has no blkhash:
+// label, digest and root are the whole-image digest's, and the line has
+// none of the blkhash's fields (hashed=, read=, expect=, verify=...).
 struct Report {
+  bool whole_only = false;
   std::string digest;        // "sha256"
-  uint32_t block_size = 0;   // bytes
+  uint32_t block_size = 0;   // bytes (0 when whole_only)
   std::string label;         // "sha256/64K"
   std::string export_name;   // as the client sent it
   uint64_t size = 0;
@@ -102,6 +106,8 @@ struct Report {
 
   // The report line, without a trailing newline.
   std::string line() const;
+  // The blkhash's part of it (hashed= ... verify-read=).
+  void blkhash_fields(std::string& out) const;
 
   // The result file's content; only for a report with a root.
   std::string result_text(ResultFormat format) const;

@@ -26,7 +26,7 @@ struct ExtentsFree {
 }  // namespace
 
 WholeReadBack::WholeReadBack(nbdkit_next* next, WholeDigest& whole,
-                             BlockTable& table, RangeLock& ranges,
+                             BlockTable* table, RangeLock& ranges,
                              bool trust_zero_extents)
     : next_(next),
       whole_(whole),
@@ -56,7 +56,7 @@ bool WholeReadBack::step() {
       if (e.offset <= gap->offset && end > gap->offset) {
         if (e.type & NBDKIT_EXTENT_ZERO) {
           whole_.fill_zero(gap->offset, end - gap->offset);
-          table_.fill_zero(gap->offset, end - gap->offset);
+          if (table_) table_->fill_zero(gap->offset, end - gap->offset);
           return true;
         }
         length = std::min(length, end - gap->offset);
@@ -72,7 +72,7 @@ bool WholeReadBack::step() {
     return false;
   }
   whole_.fill_data(gap->offset, buffer);
-  table_.fill_data(gap->offset, buffer);
+  if (table_) table_->fill_data(gap->offset, buffer);
   bytes_read_ += length;
   return true;
 }

@@ -31,7 +31,8 @@ namespace blkhash::filter {
 
 class WholeReadBack {
  public:
-  WholeReadBack(nbdkit_next* next, WholeDigest& whole, BlockTable& table,
+  // `table` (null with blkhash-digest=none) records what is read too.
+  WholeReadBack(nbdkit_next* next, WholeDigest& whole, BlockTable* table,
                 RangeLock& ranges, bool trust_zero_extents);
 
   // Reads gaps while the digest's buffer is over its window.
@@ -50,7 +51,7 @@ class WholeReadBack {
 
   nbdkit_next* const next_;
   WholeDigest& whole_;
-  BlockTable& table_;
+  BlockTable* const table_;
   RangeLock& ranges_;
   const bool trust_zero_extents_;
   uint64_t bytes_read_ = 0;

@@ -91,7 +91,24 @@ def main():
                 (["blkhash-whole-window=big"], "blkhash-whole-window", []),
                 (["blkhash-expect=sha256:abc"], "blkhash-expect", ["3 hex"]),
                 (["blkhash-whole=sha512", "blkhash-expect=sha256:" + "0" * 64],
-                 "blkhash-expect", ["sha512"])):
+                 "blkhash-expect", ["sha512"]),
+                # blkhash-digest=none: only the whole-image digest.
+                (["blkhash-digest=none"], "blkhash-digest",
+                 ["nothing to compute"]),
+                (["blkhash-digest=none", "blkhash-whole=sha256",
+                  "blkhash-expect=" + "0" * 64], "blkhash-expect",
+                 ["blkhash-digest=none"]),
+                (["blkhash-digest=none", "blkhash-whole=sha256",
+                  "blkhash-verify=true"], "blkhash-verify",
+                 ["blkhash-digest=none"]),
+                (["blkhash-digest=none", "blkhash-whole=sha256",
+                  "blkhash-map=" + os.path.join(tmp, "m")], "blkhash-map",
+                 ["blkhash-digest=none"]),
+                (["blkhash-digest=none", "blkhash-whole=sha256",
+                  "blkhash-expect-map=" + os.path.join(tmp, "m")],
+                 "blkhash-expect-map", ["blkhash-digest=none"]),
+                (["blkhash-digest=none", "blkhash-whole=sha256",
+                  "blkhash-block-size=3K"], "blkhash-block-size", [])):
             expect_refused(" ".join(params), params, parameter, words)
 
         # Good values start and report the reference value.

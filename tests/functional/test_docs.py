@@ -95,7 +95,9 @@ ONLY = os.environ.get("DOCS_TEST_ONLY", "")
 # The report line, as the man page's "The log line" defines it.
 QUOTED = r'"(?:[^"\\]|\\.)*(?:\.\.\.)?"'
 REPORT_LINE = re.compile(
-    r"^nbdkit: blkhash: (?P<digest>[a-z0-9-]+)/(?P<bs>[0-9]+[KM]?) "
+    r"^nbdkit: blkhash: (?:"
+    # a blkhash: DIGEST/BLOCKSIZE HEX ... and the blkhash's fields
+    r"(?P<digest>[a-z0-9-]+)/(?P<bs>[0-9]+[KM]?) "
     r"(?P<hex>[0-9a-f]+|incomplete) export=" + QUOTED +
     r" size=[0-9]+ hashed=[0-9]+ read=[0-9]+"
     r"(?P<unfolded> unfolded=[0-9]+)?"
@@ -104,12 +106,17 @@ REPORT_LINE = re.compile(
     r"(?: bad-blocks=" + QUOTED + r")?"
     r"(?: verify=(?P<verify>match|MISMATCH|incomplete)"
     r"(?: readback=[0-9a-f]+| verify-error=" + QUOTED + r") verify-read=[0-9]+)?"
+    # or blkhash-digest=none: ALGORITHM HEX, the whole-image digest alone
+    r"|(?P<alone>[a-z0-9-]+) (?P<alone_hex>[0-9a-f]+|incomplete) export=" +
+    QUOTED + r" size=[0-9]+(?= whole=)"
+    r")"
     r"(?: whole=(?P<whole_alg>[a-z0-9-]+):(?P<whole>[0-9a-f]+|incomplete)"
     r" whole-read=[0-9]+(?: whole-error=" + QUOTED +
     r"| whole-expect=(?:verified|MISMATCH whole-expected=[0-9a-f]+))?)?"
     r" verdict=(?P<verdict>match|mismatch|incomplete|computed)$")
 # What looks like a report line (to find the ones that do not parse).
-REPORT_START = re.compile(r"^nbdkit: blkhash: [a-z0-9-]+/[0-9]+[KM]? ")
+REPORT_START = re.compile(
+    r"^nbdkit: blkhash: [a-z0-9-]+(?:/[0-9]+[KM]?)? (?:[0-9a-f]+|incomplete) ")
 
 
 # --- Reading the documents ---------------------------------------------------
@@ -518,6 +525,11 @@ def check_example(runner, ex):
             want = runner.whole_reference(kind, m.group("whole_alg"))
             ok &= check(m.group("whole") == want,
                         "%s: whole= is not hashlib's %s" % (what, want), r)
+        if m.group("alone"):
+            ok &= check(m.group("alone_hex") == m.group("whole")
+                        and m.group("alone") == m.group("whole_alg"),
+                        "%s: the line does not lead with whole=" % what, r)
+            continue
         if kind != "none" and m.group("hex") != "incomplete":
             want = runner.reference(kind, m.group("digest"),
                                     parse_block_size(m.group("bs")))

@@ -14,7 +14,11 @@ value), under unordered traffic, against hashlib / sha256sum / xxhsum.
   short tail, odd sizes, several connections): always hashlib's value;
 - a plugin failing reads in a range no client touches: verdict
   incomplete, never a value;
-- xxh128 against xxhsum -H2.
+- xxh128 against xxhsum -H2;
+- alone (blkhash-digest=none): the line leads with sha256sum's value,
+  the sum-format result file passes `sha256sum -c`, the CDI flow through
+  curl (right and wrong values, bytes served), random traffic with a small
+  window, failed reads (incomplete), blake2b512 against b2sum.
 """
 
 import hashlib
@@ -52,15 +56,23 @@ def write_random(path, size, data_fraction, seed):
     return bytes(content)
 
 
-def test_nbdcopy_target(tmp):
-    src = os.path.join(tmp, "src.raw")
-    dst = os.path.join(tmp, "dst.raw")
-    write_random(src, 300 << 20, 0.7, 1)
+def nbdcopy_into_file(tmp, name, size, seed, filter_args):
+    """nbdcopy of `size` random bytes into a new empty file through the
+    filter, then the check.  Returns (source, target, CompletedProcess)."""
+    src = os.path.join(tmp, name + "-src.raw")
+    dst = os.path.join(tmp, name + "-dst.raw")
+    write_random(src, size, 0.7, seed)
     with open(dst, "wb") as f:
-        f.truncate(300 << 20)
-    p = nbdkit(["file", dst], ["blkhash-whole=sha256"],
+        f.truncate(size)
+    p = nbdkit(["file", dst], filter_args,
                run='nbdcopy %s "$uri" && nbdinfo --list "$uri" >/dev/null'
                % src)
+    return src, dst, p
+
+
+def test_nbdcopy_target(tmp):
+    src, dst, p = nbdcopy_into_file(tmp, "copy", 300 << 20, 1,
+                                    ["blkhash-whole=sha256"])
     r = whole_of(p.stderr)
     want = "sha256:" + sha256_file(dst)
     check(p.returncode == 0 and r.get("whole") == want,
@@ -111,14 +123,20 @@ def test_qcow2_file(tmp):
                        run='qemu-img info "$uri" >/dev/null && ' + convert,
                        extra=["-r"])
             what = "curl qcow2, %s value" % ("right" if ok else "wrong")
-            check((p.returncode == 0) == ok, what + ": check exit status",
-                  p.stderr[-2000:])
-            served = served_bytes(log, os.path.getsize(qcow2))
-            check(served <= 1.05 * os.path.getsize(qcow2),
-                  what + ": at most 1.05 x the file downloaded",
-                  (served, os.path.getsize(qcow2)))
+            check_download(what, p, ok, log, qcow2)
     finally:
         server.stop()
+
+
+def check_download(what, p, ok, log, qcow2):
+    """The check's exit status says ok; the HTTP server sent at most 1.05
+    times the file."""
+    check((p.returncode == 0) == ok, what + ": check exit status",
+          p.stderr[-2000:])
+    served = served_bytes(log, os.path.getsize(qcow2))
+    check(served <= 1.05 * os.path.getsize(qcow2),
+          what + ": at most 1.05 x the file downloaded",
+          (served, os.path.getsize(qcow2)))
 
 
 def served_bytes(log, size):
@@ -256,10 +274,115 @@ def test_xxh128(tmp):
           "xxh128 == xxhsum -H2", (xxhsum, p.stderr[-1000:]))
 
 
+def make_qcow2(tmp, size, seed):
+    raw = os.path.join(tmp, "alone.raw")
+    write_random(raw, size, 0.5, seed)
+    qcow2 = os.path.join(tmp, "alone.qcow2")
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw,
+                    qcow2], check=True, env=ENV)
+    return qcow2
+
+
+def test_alone(tmp):
+    """blkhash-digest=none: the whole-image digest alone."""
+    result = os.path.join(tmp, "alone.sum")
+    src, dst, p = nbdcopy_into_file(
+        tmp, "alone", 100 << 20, 11,
+        ["blkhash-digest=none", "blkhash-whole=sha256",
+         "blkhash-file=" + result, "blkhash-file-format=sum"])
+    r = whole_of(p.stderr)
+    want = sha256_file(dst)
+    what = "alone, nbdcopy into a file"
+    check(p.returncode == 0 and r.get("label") == "sha256"
+          and r.get("digest") == want,
+          what + ": the line leads with sha256 and sha256sum's value",
+          (want, p.stderr[-2000:]))
+    check(r.get("whole") == "sha256:" + want and r.get("whole-read") == "0"
+          and r.get("verdict") == "computed",
+          what + ": whole= the same, nothing read back, verdict computed", r)
+    check("hashed" not in r and "read" not in r,
+          what + ": no blkhash fields in the line", r.get("line"))
+    with open(dst, "rb") as stdin:
+        c = subprocess.run(["sha256sum", "-c", result], stdin=stdin,
+                           capture_output=True, text=True, env=ENV)
+    check(c.returncode == 0 and c.stdout.strip() == "-: OK",
+          what + ": the sum-format result file passes sha256sum -c",
+          (c.stdout, c.stderr))
+
+    # The CDI flow: a qcow2 downloaded through curl and converted.
+    qcow2 = make_qcow2(tmp, 32 << 20, 12)
+    right = sha256_file(qcow2)
+    wrong = hashlib.sha256(b"not it").hexdigest()
+    www = os.path.join(tmp, "www-alone")
+    os.mkdir(www)
+    os.link(qcow2, os.path.join(www, "guest.qcow2"))
+    log = os.path.join(tmp, "http-alone.log")
+    server = HttpServer(www, log)
+    out = os.path.join(tmp, "alone-out.raw")
+    try:
+        for expect, ok in ((right, True), (wrong, False)):
+            open(log, "w").close()
+            p = nbdkit(["curl", server.url("guest.qcow2"), "protocols=http"],
+                       ["blkhash-digest=none",
+                        "blkhash-expect=sha256:" + expect],
+                       run='qemu-img convert -f qcow2 "$uri" -O raw %s && '
+                           'nbdinfo --list "$uri" >/dev/null' % out,
+                       extra=["-r"])
+            r = whole_of(p.stderr)
+            what = "alone, curl qcow2, %s value" % ("right" if ok else "wrong")
+            check(r.get("digest") == right and r.get("verdict") ==
+                  ("match" if ok else "mismatch"),
+                  what + ": sha256sum's value and the verdict", r)
+            check_download(what, p, ok, log, qcow2)
+    finally:
+        server.stop()
+
+    # Unordered traffic, several connections, a small window.
+    script = os.path.join(tmp, "traffic.py")
+    with open(script, "w") as f:
+        f.write(TRAFFIC)
+    expected_file = os.path.join(tmp, "alone-expected")
+    p = nbdkit(["memory", str(3 << 20)],
+               ["blkhash-digest=none", "blkhash-whole=sha256",
+                "blkhash-whole-window=64K"],
+               run='/usr/bin/python3 %s 6 %d 3 %s "$uri" && '
+                   'nbdinfo --list "$uri" >/dev/null'
+               % (script, 3 << 20, expected_file))
+    if check(p.returncode == 0, "alone, random traffic: runs",
+             p.stderr[-2000:]):
+        with open(expected_file, "rb") as f:
+            want = hashlib.sha256(f.read()).hexdigest()
+        check(whole_of(p.stderr).get("digest") == want,
+              "alone, random traffic: hashlib's value", whole_of(p.stderr))
+
+    # A range no client reads fails: incomplete, never a value.
+    plugin = os.path.join(tmp, "flaky.sh")
+    with open(plugin, "w") as f:
+        f.write(FLAKY_PLUGIN)
+    os.chmod(plugin, 0o755)
+    p = nbdkit(["sh", plugin], ["blkhash-digest=none", "blkhash-whole=sha256"],
+               run='nbdsh -u "$uri" -c "h.pread(1048576, 0)" && '
+                   'nbdinfo --list "$uri" >/dev/null')
+    r = whole_of(p.stderr)
+    check(p.returncode != 0 and r.get("digest") == "incomplete"
+          and r.get("verdict") == "incomplete",
+          "alone, failed reads: the check fails, incomplete", r)
+
+    # Another digest, against its own tool.
+    p = nbdkit(["file", src], ["blkhash-digest=none",
+                               "blkhash-whole=blake2b512"],
+               run='nbdcopy "$uri" null: && nbdinfo --list "$uri" >/dev/null',
+               extra=["-r"])
+    b2sum = subprocess.run(["b2sum", src], capture_output=True, text=True,
+                           env=ENV).stdout.split()[0]
+    check(whole_of(p.stderr).get("digest") == b2sum,
+          "alone, blake2b512 == b2sum", (b2sum, p.stderr[-1000:]))
+
+
 def main():
     with tempdir() as tmp:
         for test in (test_nbdcopy_target, test_qcow2_file, test_random_traffic,
-                     test_failed_reads, test_xxh128):
+                     test_failed_reads, test_xxh128, test_alone):
             test(tmp)
     finish()
 

@@ -56,12 +56,14 @@ uint32_t parse_block_size(const std::string& text) {
 // template (placeholders such as HEX) rather than an example.
 bool parse_line(const std::string& line, Report* report) {
   static const std::regex head(
-      R"(^blkhash: (([a-z0-9-]+)/([0-9]+[KM]?)) ([0-9a-f]+|incomplete) export=)");
+      R"(^blkhash: (([a-z0-9-]+)(?:/([0-9]+[KM]?))?) ([0-9a-f]+|incomplete) export=)");
   std::smatch m;
   if (!std::regex_search(line, m, head)) return false;
   report->label = m[1];
   report->digest = m[2];
-  report->block_size = parse_block_size(m[3]);
+  // No block size: blkhash-digest=none, the whole-image digest alone.
+  report->whole_only = !m[3].matched;
+  if (m[3].matched) report->block_size = parse_block_size(m[3]);
   if (m[4] != "incomplete") report->root = digest_of(m[4]);
   size_t pos = m[0].length();
   if (line[pos] != '"') return false;
@@ -121,7 +123,7 @@ std::vector<std::string> documented_lines(const std::string& kind) {
   std::ifstream pod(path);
   REQUIRE(pod);
   std::vector<std::string> lines;
-  const std::regex example("^ +(nbdkit: )?(blkhash: [a-z0-9-]+/[0-9]+[KM]? " + kind + ".*)$");
+  const std::regex example("^ +(nbdkit: )?(blkhash: [a-z0-9-]+(/[0-9]+[KM]?)? " + kind + ".*)$");
   std::smatch m;
   for (std::string text; std::getline(pod, text);)
     if (std::regex_match(text, m, example)) lines.push_back(m[2]);
