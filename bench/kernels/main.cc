@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "sha256_2way.h"
+#include "sha256_nway.h"
 #include "shani_nway.inc"
 
 void bench_sha256_avx2_x8(const uint8_t* const*, size_t, uint8_t* const*);
@@ -73,24 +73,25 @@ int main(int argc, char** argv) {
   };
 
   __builtin_cpu_init();
-  const bool sha = blkhash::sha256_2way_supported();
+  const bool sha = blkhash::sha256_nway_supported();
+  auto nway = [](size_t n) -> Kernel {
+    return [n](const uint8_t* const* m, size_t len, uint8_t* const* o) {
+      blkhash::sha256_nway(m, n, len, o);
+    };
+  };
   const bool avx2 = __builtin_cpu_supports("avx2");
   const bool avx512 = __builtin_cpu_supports("avx512f") &&
                       __builtin_cpu_supports("avx512vl");
   std::vector<Variant> variants = {
       {"openssl", 1, true,
        [&](const uint8_t* const* m, size_t n, uint8_t* const* o) { openssl_one(m[0], n, o[0]); }},
-      {"2way-current", 2, sha,
-       [](const uint8_t* const* m, size_t n, uint8_t* const* o) {
-         blkhash::sha256_2way(m[0], m[1], n, o[0], o[1]);
-       }},
-      {"shani-x1", 1, sha, shani::sha256<1>},
-      {"shani-x2", 2, sha, shani::sha256<2>},
-      {"shani-x3", 3, sha, shani::sha256<3>},
-      {"shani-x4", 4, sha, shani::sha256<4>},
-      {"shani-x2s", 2, sha, shani::sha256<2, true>},
-      {"shani-x3s", 3, sha, shani::sha256<3, true>},
-      {"shani-x4s", 4, sha, shani::sha256<4, true>},
+      {"nway-x1", 1, sha, nway(1)},
+      {"nway-x2", 2, sha, nway(2)},
+      {"nway-x3", 3, sha, nway(3)},
+      {"nway-x4", 4, sha, nway(4)},
+      {"shani-x2s", 2, sha, shani::sha256_scheduled<2>},
+      {"shani-x3s", 3, sha, shani::sha256_scheduled<3>},
+      {"shani-x4s", 4, sha, shani::sha256_scheduled<4>},
       {"avx2-x8", 8, avx2, bench_sha256_avx2_x8},
       {"avx512vl-x8", 8, avx512, bench_sha256_avx512vl_x8},
       {"avx512-x16", 16, avx512, bench_sha256_avx512_x16},
@@ -142,12 +143,12 @@ int main(int argc, char** argv) {
     size_t n = x.size();
     return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
   };
-  // The ratio to 2way-current within each rep (both ran within a second
+  // The ratio to nway-x2 within each rep (both ran within a second
   // of each other), then its median: steadier than a ratio of medians on
   // a shared machine.
   int base = -1;
   for (size_t k = 0; k < variants.size(); k++)
-    if (variants[k].name == "2way-current") base = int(k);
+    if (variants[k].name == "nway-x2") base = int(k);
   auto paired = [&](size_t k) {
     std::vector<double> x;
     for (size_t r = 0; r < reps; r++) x.push_back(rates[k][r] / rates[base][r]);
@@ -155,7 +156,7 @@ int main(int argc, char** argv) {
   };
   std::printf("# length %zu, %zu distinct messages, misalign %zu, %zu interleaved reps of %.0f MiB\n",
               length, distinct, misalign, reps, bytes / (1 << 20));
-  std::printf("| variant | lanes | GB/s median | min | max | vs 2way-current (median of per-rep ratios) |\n");
+  std::printf("| variant | lanes | GB/s median | min | max | vs nway-x2 (median of per-rep ratios) |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (size_t k = 0; k < variants.size(); k++) {
     auto [lo, hi] = std::minmax_element(rates[k].begin(), rates[k].end());
