@@ -4,13 +4,13 @@
 // core's SHA unit mostly idle, waiting.  Interleaving the rounds of
 // independent messages (blocks of the image) fills those gaps.  On the
 // AMD EPYC (Zen 4) we measured, single-threaded on 64 KiB messages
-// (bench/kernels, numbers in bench/README.md): two lanes 1.8x OpenSSL's
+// (bench/kernels, numbers in bench/README.md): two lanes 1.87x OpenSSL's
 // SHA-NI code on one message, three lanes 1.04x two, four lanes 1.06x
-// two; four lanes run near the SHA unit's throughput.  More lanes do not
-// fit: the SHA instructions have no VEX form, so 16 xmm registers hold
-// the states and schedules, and four lanes already spill.  Multi-buffer
-// SHA-256 in plain AVX2 (8 lanes) or AVX-512 (16 lanes) was slower than
-// two SHA-NI lanes there, so it is not here.
+// two (1.09x the former two-lane-only kernel): about the SHA unit's
+// throughput.  More lanes do not fit: the SHA instructions have no VEX
+// form, so 16 xmm registers hold the states and schedules, and four lanes
+// already spill.  Multi-buffer SHA-256 in plain AVX2 (8 lanes, 0.47x two
+// SHA-NI lanes) or AVX-512 (16 lanes, 0.85x) was slower, so it is not here.
 //
 // sha256_nway() is used only when the CPU has SHA-NI, SSE4.1 and SSSE3
 // (sha256_nway_supported()); elsewhere callers hash one message at a time
