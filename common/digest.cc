@@ -10,6 +10,7 @@
 
 #include "digest.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <utility>
@@ -18,7 +19,7 @@
 #include <openssl/evp.h>
 #include <xxhash.h>
 
-#include "sha256_2way.h"
+#include "sha256_nway.h"
 
 extern "C" {
 void blkhash_xxh3_128_sse2(const void* data, size_t len, unsigned char* out);
@@ -64,7 +65,9 @@ const Xxh3KernelChoice* best_xxh3_kernel() {
 
 std::atomic<const Xxh3KernelChoice*> current_xxh3_kernel{best_xxh3_kernel()};
 
-std::atomic<bool> sha256_2way_enabled{sha256_2way_supported()};
+static_assert(kMaxLanes == kSha256MaxLanes);
+
+std::atomic<size_t> sha256_lanes{sha256_nway_supported() ? kMaxLanes : 1};
 
 // --- Contexts ----------------------------------------------------------------
 
@@ -270,20 +273,26 @@ DigestValue DigestAlgorithm::hash(std::span<const uint8_t> data) const {
   return DigestValue({out.data(), size_});
 }
 
-void DigestAlgorithm::hash_pair(const void* a, const void* b, size_t length,
-                                uint8_t* out_a, uint8_t* out_b) const {
-  if (is_sha256_ && sha256_2way_enabled.load(std::memory_order_relaxed)) {
-    sha256_2way(static_cast<const uint8_t*>(a), static_cast<const uint8_t*>(b),
-                length, out_a, out_b);
-    return;
-  }
-  hash(a, length, out_a);
-  hash(b, length, out_b);
+size_t DigestAlgorithm::lanes() const {
+  return is_sha256_ ? sha256_lanes.load(std::memory_order_relaxed) : 1;
 }
 
-bool use_sha256_2way(bool enable) {
-  sha256_2way_enabled = enable && sha256_2way_supported();
-  return sha256_2way_enabled;
+void DigestAlgorithm::hash_many(const uint8_t* const* data, size_t n,
+                                size_t length, uint8_t* const* outs) const {
+  const size_t lanes = this->lanes();
+  for (size_t i = 0; i < n;) {
+    const size_t k = std::min(lanes, n - i);
+    if (k == 1)
+      hash(data[i], length, outs[i]);  // OpenSSL: as fast on one buffer
+    else
+      sha256_nway(data + i, k, length, outs + i);
+    i += k;
+  }
+}
+
+size_t use_sha256_lanes(size_t lanes) {
+  sha256_lanes = sha256_nway_supported() ? std::clamp<size_t>(lanes, 1, kMaxLanes) : 1;
+  return sha256_lanes;
 }
 
 std::string_view xxh3_kernel_name() {

@@ -28,6 +28,9 @@ namespace blkhash {
 // Longest digest we support (EVP_MAX_MD_SIZE).
 inline constexpr size_t kMaxDigestSize = 64;
 
+// Most buffers DigestAlgorithm::hash_many() hashes at once.
+inline constexpr size_t kMaxLanes = 4;
+
 // A digest value of up to kMaxDigestSize bytes.
 class DigestValue {
  public:
@@ -91,10 +94,14 @@ class DigestAlgorithm : public std::enable_shared_from_this<DigestAlgorithm> {
   // costs, so it is not worth sharing.
   bool is_fast() const { return is_xxh128_; }
 
-  // Digests of two buffers of the same length.  For sha256 on a CPU with
-  // SHA-NI both are computed at once (sha256_2way.h), else one by one.
-  void hash_pair(const void* a, const void* b, size_t length, uint8_t* out_a,
-                 uint8_t* out_b) const;
+  // How many buffers of the same length hash_many() hashes at once:
+  // kMaxLanes for sha256 on a CPU with SHA-NI (sha256_nway.h), else 1.
+  size_t lanes() const;
+
+  // Digests of data[i][0..length) into outs[i][0 .. size()), i < n, for
+  // any n: lanes() of them at a time.
+  void hash_many(const uint8_t* const* data, size_t n, size_t length,
+                 uint8_t* const* outs) const;
 
  private:
   struct EvpMdFree {
@@ -117,10 +124,11 @@ std::string_view xxh3_kernel_name();
 // Select an XXH3 kernel by name (for tests); false if the CPU lacks it.
 bool select_xxh3_kernel(std::string_view isa);
 
-// Whether hash_pair() may use the two-way SHA-256 kernel (for tests and
-// benchmarks; on by default where the CPU supports it).  Returns whether
-// it is in use afterwards.
-bool use_sha256_2way(bool enable);
+// The most SHA-256 lanes hash_many() may use (for tests and benchmarks:
+// 1 is OpenSSL one buffer at a time, 2 to kMaxLanes the SHA-NI kernel;
+// kMaxLanes by default where the CPU has SHA-NI).  Returns the number in
+// use afterwards: 1 on a CPU without SHA-NI.
+size_t use_sha256_lanes(size_t lanes);
 
 }  // namespace blkhash
 

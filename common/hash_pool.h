@@ -31,6 +31,9 @@ class HashPool {
   HashPool(const HashPool&) = delete;
   HashPool& operator=(const HashPool&) = delete;
 
+  // The calling thread and the workers: how many items can run at once.
+  unsigned threads() const { return static_cast<unsigned>(threads_.size()) + 1; }
+
   // Runs fn(i) for every i in [0, count) and returns when all are done.
   // The first exception thrown by fn is rethrown here.
   void parallel_for(size_t count, const std::function<void(size_t)>& fn);

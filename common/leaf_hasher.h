@@ -9,11 +9,15 @@
 //
 // The hashing policy, for a batch of whole blocks (a request's):
 //   - zero blocks are detected (is_zero, at memory speed) and not hashed;
-//   - two data blocks of the same length are hashed at once
-//     (DigestAlgorithm::hash_pair: two-lane SHA-256 with SHA-NI);
-//   - the pairs of a batch of at least kPoolMinBytes go to the HashPool,
+//   - the blocks go in groups of DigestAlgorithm::lanes() (4 for SHA-256
+//     with SHA-NI, else 1), and the data blocks of the same length in a
+//     group are hashed at once (DigestAlgorithm::hash_many);
+//   - the groups of a batch of at least kPoolMinBytes go to the HashPool,
 //     unless the digest is fast (DigestAlgorithm::is_fast(): xxh128
-//     hashes such a batch in about what waking a worker costs).
+//     hashes such a batch in about what waking a worker costs); then
+//     groups shrink (down to one block) until there are as many as the
+//     pool has threads: a 4 MiB request of 1 MiB blocks is 4 blocks on
+//     two threads, two lanes each, not 4 lanes on one thread.
 //
 // Thread safe: any number of threads may hash at once.  The only state
 // that changes is the count of bytes hashed (atomic).
@@ -89,9 +93,9 @@ class LeafHasher {
  private:
   // Hashes bytes known not to be all zero.
   void hash_data(std::span<const uint8_t> bytes, uint8_t* leaf);
-  // Hashes the pair `pair` of a batch: blocks 2*pair and 2*pair + 1.
-  void hash_pair(std::span<const uint64_t> blocks, const uint8_t* data,
-                 uint64_t first, size_t pair, Leaves& out);
+  // Hashes blocks[begin .. begin + count) of a batch, count <= kMaxLanes.
+  void hash_group(std::span<const uint64_t> blocks, const uint8_t* data,
+                  uint64_t first, size_t begin, size_t count, Leaves& out);
 
   const Parameters& parameters_;
   const BlockLayout layout_;

@@ -103,33 +103,60 @@ TEST_CASE("every XXH3 kernel the CPU has gives the same digests", "[digest]") {
   CHECK(!select_xxh3_kernel("neon"));
 }
 
-TEST_CASE("two-way SHA-256 equals OpenSSL's, message by message",
+// Each lane count of the SHA-NI kernel (sha256_nway.h), through
+// hash_many(), against OpenSSL one message at a time: distinct messages
+// per lane, at random alignments, of every length around the padding
+// boundaries (55/56: the length still fits the last block or not; 63,
+// 64, 65) and random ones up to a few blocks of 64 KiB.
+TEST_CASE("SHA-256 with 1 to 4 lanes equals OpenSSL, message by message",
           "[digest]") {
+  // The reference: hash(), which is always OpenSSL's EVP code.
   auto sha256 = DigestAlgorithm::create("sha256");
-  auto openssl = DigestAlgorithm::create("SHA2-256");
   std::mt19937_64 random(13);
-  // Every tail length around the padding boundaries, and block sizes.
   std::vector<size_t> lengths;
   for (size_t n = 0; n <= 200; n++) lengths.push_back(n);
-  for (size_t n : {4096, 65535, 65536, 65537, 1 << 20}) lengths.push_back(n);
-  const bool two_way = use_sha256_2way(true);
-  INFO("two-way kernel in use: " << two_way);
-  for (size_t n : lengths) {
-    auto a = random_bytes(random, n), b = random_bytes(random, n);
-    std::array<uint8_t, 32> out_a, out_b;
-    sha256->hash_pair(a.data(), b.data(), n, out_a.data(), out_b.data());
-    // The reference: one message at a time, through OpenSSL.
-    use_sha256_2way(false);
-    CHECK(DigestValue(out_a) == openssl->hash(a));
-    CHECK(DigestValue(out_b) == openssl->hash(b));
-    use_sha256_2way(true);
+  for (size_t n : {4096, 65535, 65536, 65537, 131072, 1 << 20})
+    lengths.push_back(n);
+  for (int i = 0; i < 40; i++) lengths.push_back(random() % (4 << 16));
+  const size_t best = use_sha256_lanes(kMaxLanes);
+  INFO("SHA-NI lanes in use: " << best);
+  CHECK(sha256->lanes() == best);
+  for (size_t lanes = 1; lanes <= kMaxLanes; lanes++) {
+    INFO("lanes " << lanes);
+    CHECK(use_sha256_lanes(lanes) == (best == 1 ? 1 : lanes));
+    for (size_t length : lengths) {
+      INFO("length " << length);
+      // n messages, from 1 to lanes + 1 (the odd one out after a full
+      // round of lanes), each at its own offset 0..63 from 64 bytes.
+      const size_t n = 1 + random() % (lanes + 1);
+      std::vector<std::vector<uint8_t>> buffers(n);
+      std::vector<const uint8_t*> msgs(n);
+      std::vector<std::array<uint8_t, 32>> outs(n);
+      std::vector<uint8_t*> out_ptrs(n);
+      for (size_t i = 0; i < n; i++) {
+        const size_t offset = random() % 64;
+        buffers[i] = random_bytes(random, offset + length);
+        msgs[i] = buffers[i].data() + offset;
+        out_ptrs[i] = outs[i].data();
+      }
+      sha256->hash_many(msgs.data(), n, length, out_ptrs.data());
+      for (size_t i = 0; i < n; i++) {
+        CHECK(DigestValue(outs[i]) == sha256->hash({msgs[i], length}));
+      }
+    }
   }
-  // Known answer: SHA-256 of "abc" in both lanes.
-  std::array<uint8_t, 32> x, y;
-  sha256->hash_pair("abc", "abc", 3, x.data(), y.data());
-  CHECK(DigestValue(x).hex() ==
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  CHECK(DigestValue(y) == DigestValue(x));
+  // Known answer: SHA-256 of "abc" in every lane.
+  use_sha256_lanes(kMaxLanes);
+  const uint8_t* abc = reinterpret_cast<const uint8_t*>("abc");
+  const uint8_t* msgs[kMaxLanes] = {abc, abc, abc, abc};
+  std::array<std::array<uint8_t, 32>, kMaxLanes> outs;
+  uint8_t* out_ptrs[kMaxLanes] = {outs[0].data(), outs[1].data(),
+                                  outs[2].data(), outs[3].data()};
+  sha256->hash_many(msgs, kMaxLanes, 3, out_ptrs);
+  for (const auto& out : outs)
+    CHECK(DigestValue(out).hex() ==
+          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(use_sha256_lanes(kMaxLanes) == best);
 }
 
 TEST_CASE("block sizes: powers of two from 4K to 64M", "[digest]") {

@@ -1,4 +1,6 @@
-// SHA-256 (FIPS 180-4) of two equal-length messages, rounds interleaved.
+// SHA-256 (FIPS 180-4) of 1 to 4 equal-length messages, rounds
+// interleaved: one compress<N>() per lane count, the lanes' instructions
+// issued side by side for every pair of rounds.
 //
 // State layout for the SHA-NI instructions: sha256rnds2 takes the working
 // variables as two registers, ABEF (A in the top 32-bit lane, F in the
@@ -10,9 +12,9 @@
 // where msg1 adds sigma0 terms and msg2 adds the sigma1 terms.
 //
 // The functions using the instructions carry target attributes; nothing
-// here runs unless sha256_2way_supported().
+// here runs unless sha256_nway_supported().
 
-#include "sha256_2way.h"
+#include "sha256_nway.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -71,60 +73,68 @@ __attribute__((target("sha,sse4.1,ssse3"))) void store_lane(const Lane& lane,
                    _mm_shuffle_epi8(efgh, swap));
 }
 
-// `count` 64-byte blocks of each message.  The state stays in registers
-// across blocks, and the round loop is unrolled so that the schedule
-// array is indexed by constants (registers, not memory).
-__attribute__((target("sha,sse4.1,ssse3"))) void compress_2way(
-    Lane& lane_x, Lane& lane_y, const uint8_t* block_x,
-    const uint8_t* block_y, size_t count) {
+// `count` 64-byte blocks of each of N messages, from blocks[0..N).  The
+// states stay in registers across blocks (as far as 16 xmm registers
+// go), and the loops are unrolled so that the schedule arrays are indexed
+// by constants.  Computing the schedule into memory first instead, to
+// free registers, was slower (bench/kernels).
+template <int N>
+__attribute__((target("sha,sse4.1,ssse3"))) void compress(
+    Lane* lanes, const uint8_t* const* blocks, size_t count) {
   const __m128i swap =
       _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
-  Lane x = lane_x, y = lane_y;
-  for (size_t n = 0; n < count; n++, block_x += 64, block_y += 64) {
-    __m128i wx[4], wy[4];  // the last 16 schedule words, 4 per register
+  Lane s[N];
+  const uint8_t* p[N];
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-      wx[i] = _mm_shuffle_epi8(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_x + 16 * i)),
-          swap);
-      wy[i] = _mm_shuffle_epi8(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_y + 16 * i)),
-          swap);
+  for (int l = 0; l < N; l++) s[l] = lanes[l], p[l] = blocks[l];
+  for (size_t n = 0; n < count; n++) {
+    __m128i w[N][4];  // per lane, the last 16 schedule words, 4 a register
+    Lane saved[N];
+#pragma GCC unroll 4
+    for (int l = 0; l < N; l++) {
+      saved[l] = s[l];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++)
+        w[l][i] = _mm_shuffle_epi8(
+            _mm_loadu_si128(
+                reinterpret_cast<const __m128i*>(p[l] + 64 * n + 16 * i)),
+            swap);
     }
-    const Lane saved_x = x, saved_y = y;
-
 #pragma GCC unroll 16
     for (int group = 0; group < 16; group++) {
       const int slot = group & 3;
       if (group >= 4) {
-        // wx[slot] holds W[t-16..t-13]; compute W[t..t+3] in its place.
-        __m128i tx = _mm_sha256msg1_epu32(wx[slot], wx[(slot + 1) & 3]);
-        __m128i ty = _mm_sha256msg1_epu32(wy[slot], wy[(slot + 1) & 3]);
-        tx = _mm_add_epi32(
-            tx, _mm_alignr_epi8(wx[(slot + 3) & 3], wx[(slot + 2) & 3], 4));
-        ty = _mm_add_epi32(
-            ty, _mm_alignr_epi8(wy[(slot + 3) & 3], wy[(slot + 2) & 3], 4));
-        wx[slot] = _mm_sha256msg2_epu32(tx, wx[(slot + 3) & 3]);
-        wy[slot] = _mm_sha256msg2_epu32(ty, wy[(slot + 3) & 3]);
+        // w[l][slot] holds W[t-16..t-13]; compute W[t..t+3] in its place.
+#pragma GCC unroll 4
+        for (int l = 0; l < N; l++) {
+          __m128i t = _mm_sha256msg1_epu32(w[l][slot], w[l][(slot + 1) & 3]);
+          t = _mm_add_epi32(
+              t, _mm_alignr_epi8(w[l][(slot + 3) & 3], w[l][(slot + 2) & 3], 4));
+          w[l][slot] = _mm_sha256msg2_epu32(t, w[l][(slot + 3) & 3]);
+        }
       }
       const __m128i k =
           _mm_load_si128(reinterpret_cast<const __m128i*>(kRound + 4 * group));
-      __m128i mx = _mm_add_epi32(wx[slot], k);
-      __m128i my = _mm_add_epi32(wy[slot], k);
-      x.cdgh = _mm_sha256rnds2_epu32(x.cdgh, x.abef, mx);
-      y.cdgh = _mm_sha256rnds2_epu32(y.cdgh, y.abef, my);
-      mx = _mm_shuffle_epi32(mx, 0x0E);
-      my = _mm_shuffle_epi32(my, 0x0E);
-      x.abef = _mm_sha256rnds2_epu32(x.abef, x.cdgh, mx);
-      y.abef = _mm_sha256rnds2_epu32(y.abef, y.cdgh, my);
+      __m128i m[N];
+#pragma GCC unroll 4
+      for (int l = 0; l < N; l++) {
+        m[l] = _mm_add_epi32(w[l][slot], k);
+        s[l].cdgh = _mm_sha256rnds2_epu32(s[l].cdgh, s[l].abef, m[l]);
+      }
+#pragma GCC unroll 4
+      for (int l = 0; l < N; l++) {
+        m[l] = _mm_shuffle_epi32(m[l], 0x0E);
+        s[l].abef = _mm_sha256rnds2_epu32(s[l].abef, s[l].cdgh, m[l]);
+      }
     }
-    x.abef = _mm_add_epi32(x.abef, saved_x.abef);
-    x.cdgh = _mm_add_epi32(x.cdgh, saved_x.cdgh);
-    y.abef = _mm_add_epi32(y.abef, saved_y.abef);
-    y.cdgh = _mm_add_epi32(y.cdgh, saved_y.cdgh);
+#pragma GCC unroll 4
+    for (int l = 0; l < N; l++) {
+      s[l].abef = _mm_add_epi32(s[l].abef, saved[l].abef);
+      s[l].cdgh = _mm_add_epi32(s[l].cdgh, saved[l].cdgh);
+    }
   }
-  lane_x = x;
-  lane_y = y;
+#pragma GCC unroll 4
+  for (int l = 0; l < N; l++) lanes[l] = s[l];
 }
 
 // The padded tail of a message of `length` bytes whose last `rest`
@@ -141,9 +151,30 @@ size_t padded_tail(const uint8_t* tail, size_t rest, uint64_t length,
   return blocks;
 }
 
+template <int N>
+void sha256_lanes(const uint8_t* const* msgs, size_t length,
+                  uint8_t* const* outs) {
+  Lane s[N];
+  for (int l = 0; l < N; l++) s[l] = initial_lane();
+  const size_t full = length / 64;
+  compress<N>(s, msgs, full);
+
+  uint8_t tails[N][128];
+  const uint8_t* tail_blocks[N];
+  const size_t rest = length % 64;
+  size_t blocks = 0;  // the same for every lane: same length
+  for (int l = 0; l < N; l++) {
+    blocks = padded_tail(msgs[l] + 64 * full, rest, length, tails[l]);
+    tail_blocks[l] = tails[l];
+  }
+  compress<N>(s, tail_blocks, blocks);
+
+  for (int l = 0; l < N; l++) store_lane(s[l], outs[l]);
+}
+
 }  // namespace
 
-bool sha256_2way_supported() {
+bool sha256_nway_supported() {
   // CPUID directly: clang 14 has no __builtin_cpu_supports("sha").
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
@@ -153,20 +184,15 @@ bool sha256_2way_supported() {
   return sha && ssse3 && sse41;
 }
 
-void sha256_2way(const uint8_t* a, const uint8_t* b, size_t length,
-                 uint8_t* out_a, uint8_t* out_b) {
-  Lane x = initial_lane(), y = initial_lane();
-  const size_t full = length / 64;
-  compress_2way(x, y, a, b, full);
-
-  uint8_t tail_a[128], tail_b[128];
-  const size_t rest = length % 64;
-  size_t blocks = padded_tail(a + 64 * full, rest, length, tail_a);
-  padded_tail(b + 64 * full, rest, length, tail_b);
-  compress_2way(x, y, tail_a, tail_b, blocks);
-
-  store_lane(x, out_a);
-  store_lane(y, out_b);
+void sha256_nway(const uint8_t* const* msgs, size_t n, size_t length,
+                 uint8_t* const* outs) {
+  switch (n) {
+    case 1: sha256_lanes<1>(msgs, length, outs); break;
+    case 2: sha256_lanes<2>(msgs, length, outs); break;
+    case 3: sha256_lanes<3>(msgs, length, outs); break;
+    case 4: sha256_lanes<4>(msgs, length, outs); break;
+    default: break;  // outside the contract
+  }
 }
 
 }  // namespace blkhash
