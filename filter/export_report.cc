@@ -93,7 +93,7 @@ void ExportState::report_through_locked(std::unique_lock<std::mutex>& lock,
   idle_.notify_all();
 }
 
-Report ExportState::compute_report(nbdkit_next* next) {
+Report ExportState::compute_report(nbdkit_next* next, ReportMap& map) {
   if (!table_) return compute_whole_only(next);
   Report report;
   report.digest = config_.parameters->digest().name();
@@ -120,11 +120,21 @@ Report ExportState::compute_report(nbdkit_next* next) {
         if (!report.root) report.error = "blocks still unknown after reading";
       }
     }
-    if (report.root && config_.expect_map) {
-      // The blocks that differ from blkhash-expect-map, named.
-      if (auto bytes = table_->map()) {
+    if (report.root && (config_.expect_map || !config_.map_file.empty())) {
+      // One map for both: the bad blocks and the blkhash-map file.  A
+      // failure fails the report when the bad blocks need the map, else
+      // only the map file (write_map).
+      try {
+        map.bytes = table_->map(&map.root);
+      } catch (const std::exception& e) {
+        if (config_.expect_map) throw;
+        map.error = e.what();
+      }
+      if (config_.expect_map && map.bytes) {
+        // The blocks that differ from blkhash-expect-map, named.
         BlockMap actual = BlockMap::parse(
-            {reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+            {reinterpret_cast<const uint8_t*>(map.bytes->data()),
+             map.bytes->size()});
         BlockRangeList bad = BlockMap::diff(*config_.expect_map, actual, 8);
         if (!bad.empty()) report.bad_blocks = bad.text();
       }
@@ -214,9 +224,10 @@ void ExportState::report_unavailable(nbdkit_next* next) {
 
 void ExportState::report(nbdkit_next* next) {
   changed_since_report_ = false;
-  Report report = compute_report(next);
+  ReportMap map;
+  Report report = compute_report(next, map);
   bool published = publish(report, config_);
-  if (!write_map(report)) published = false;
+  if (!write_map(report, map)) published = false;
   const Verdict verdict = report.verdict();
   // An incomplete report, or a result file not written: try again at the
   // next check or at shutdown.
@@ -229,22 +240,26 @@ void ExportState::report(nbdkit_next* next) {
   reported_ = report.root.has_value();
 }
 
-bool ExportState::write_map(const Report& report) {
+bool ExportState::write_map(const Report& report, const ReportMap& map) {
   if (config_.map_file.empty()) return true;
-  std::string problem;
+  std::string problem = map.error;
   try {
-    DigestValue root;
-    std::optional<std::string> bytes;
-    if (report.root) bytes = table_->map(&root);
-    if (bytes && root == *report.root)
-      problem = replace_result_file(config_.map_file, *bytes,
-                                    config_.result_file_mode);
+    const bool same_root = report.root && map.bytes && map.root == *report.root;
+    std::string failed;
+    if (same_root)
+      failed = replace_result_file(config_.map_file, *map.bytes,
+                                   config_.result_file_mode);
     else
-      problem = remove_result_file(config_.map_file);
-    if (problem.empty() && report.root && !bytes)
+      failed = remove_result_file(config_.map_file);
+    if (!problem.empty()) {
+      if (!failed.empty()) problem += "; " + failed;
+    } else if (!failed.empty()) {
+      problem = failed;
+    } else if (report.root && !map.bytes) {
       problem = "no map: blocks unknown or folded (removed it)";
-    else if (problem.empty() && bytes && !(root == *report.root))
+    } else if (report.root && !same_root) {
       problem = "the export changed during the report (removed it)";
+    }
   } catch (const std::exception& e) {
     problem = e.what();
     std::string removed = remove_result_file(config_.map_file);

@@ -165,14 +165,23 @@ class ExportState {
   void report(nbdkit_next* next);
   // A report that says the export cannot be hashed (no table).
   void report_unavailable(nbdkit_next* next);
-  Report compute_report(nbdkit_next* next);
+  // The block map of a report, built once from the table when the report
+  // has a root and blkhash-expect-map (its bad blocks) or blkhash-map (the
+  // file) asks for it.
+  struct ReportMap {
+    std::optional<std::string> bytes;  // none: not built, or blocks unknown
+    DigestValue root;                  // the root written in bytes
+    std::string error;                 // why building it failed
+  };
+  // `map` receives the report's block map if one is asked for.
+  Report compute_report(nbdkit_next* next, ReportMap& map);
   // The whole-image digest's part of a report.
   void compute_whole(nbdkit_next* next, Report& report);
   // The report with blkhash-digest=none: the whole-image digest alone.
   Report compute_whole_only(nbdkit_next* next);
-  // blkhash-map: replaces the map file with the table's map if the report
-  // has a root, else removes it.  False after nbdkit_error.
-  bool write_map(const Report& report);
+  // blkhash-map: replaces the map file with `map` if the report has a root
+  // (and it is the map's), else removes it.  False after nbdkit_error.
+  bool write_map(const Report& report, const ReportMap& map);
 
   const std::string name_;
   const Config& config_;

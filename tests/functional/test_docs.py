@@ -1,12 +1,13 @@
-"""Every shell example in README.md and man/nbdkit-blkhash-filter.pod runs,
-and does what the text says.
+"""Every shell example in README.md and the man pages
+(man/nbdkit-blkhash-filter.pod, man/blkhash-map.pod) runs, and does what
+the text says.
 
 What is an example:
 - README.md: a fenced code block marked sh (or bash, shell) with a line
   whose first word is one of COMMANDS (nbdkit, qemu-img, nbdcopy, ...) or
   starts with one of PREFIXES (scripts/).  Other sh blocks (meson, bench/,
   the fuzzer) are listed as "not examples".
-- The man page: a verbatim paragraph whose first line starts with one of
+- The man pages: a verbatim paragraph whose first line starts with one of
   those words.  ("nbdkit: ..." is output, not a command.)
 
 Markers in the documents, written just before the example (README: an
@@ -77,10 +78,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOOLS = os.environ.get("BLKHASH_TOOLS", os.path.join(TOP, "tests", "tools"))
 DOCS = [os.path.join(TOP, "README.md"),
-        os.path.join(TOP, "man", "nbdkit-blkhash-filter.pod")]
+        os.path.join(TOP, "man", "nbdkit-blkhash-filter.pod"),
+        os.path.join(TOP, "man", "blkhash-map.pod")]
 
 COMMANDS = {"nbdkit", "nbdcopy", "nbdinfo", "nbdsh", "qemu-img", "qemu-nbd",
-            "truncate", "blksum", "cat", "cmp", "jq", "kill", "sha256sum"}
+            "truncate", "blksum", "cat", "cmp", "jq", "kill", "sha256sum",
+            "blkhash-map"}
 PREFIXES = ("scripts/",)
 # The files examples may name, made once and copied into each example's
 # directory when it names them.
@@ -575,7 +578,7 @@ def main():
     t0 = time.monotonic()
     problems = []
     readme_examples, others = read_readme(DOCS[0], problems)
-    pod_examples = read_pod(DOCS[1], problems)
+    pod_examples = [ex for doc in DOCS[1:] for ex in read_pod(doc, problems)]
     examples = readme_examples + pod_examples
     for ex in examples:
         for p in directive_problems(ex.directive):
@@ -584,7 +587,7 @@ def main():
         check(False, p)
     # A guard against an extraction that silently finds nothing.
     check(len(readme_examples) >= 5 and len(pod_examples) >= 10,
-          "too few examples found: %d in README.md, %d in the man page" %
+          "too few examples found: %d in README.md, %d in the man pages" %
           (len(readme_examples), len(pod_examples)))
 
     for where, line in sample_report_lines():

@@ -15,6 +15,9 @@ Every expected map comes from the independent Python writer
   root recomputed) is refused at start-up when blkhash-expect gives the
   true root; the true map gives verdict match; a forged map alone makes
   its root the expected one, so the verdict is mismatch;
+- both parameters at once (one map built for the bad blocks and the
+  file): the file is the Python map, of the bad image too, whose one bad
+  block the report names;
 - blkhash-map in a directory that does not exist is refused at start-up.
 """
 
@@ -119,6 +122,35 @@ def main():
                    run='nbdinfo --list "$uri" >/dev/null')
         check(p.returncode == 0 and last_report(p).get("verdict") == "match",
               "the true map with its root: verdict match", p.stderr)
+        # Both map parameters: one map serves the bad blocks and the file.
+        both = os.path.join(tmp, "both.map")
+        p = nbdkit(["-r", "file", src], ["blkhash-expect-map=" + want_map,
+                                         "blkhash-expect=" + root,
+                                         "blkhash-map=" + both],
+                   run='nbdinfo --list "$uri" >/dev/null')
+        check(p.returncode == 0 and last_report(p).get("verdict") == "match"
+              and os.path.exists(both) and open(both, "rb").read() == want,
+              "both map parameters, the true image: verdict match and "
+              "the Python map", p.stderr)
+        bad_src = os.path.join(tmp, "bad.raw")
+        with open(src, "rb") as f:
+            bad = bytearray(f.read())
+        bad[9 * 65536 + 5] ^= 0x40
+        with open(bad_src, "wb") as f:
+            f.write(bytes(bad))
+        bad_map = os.path.join(tmp, "bad-want.map")
+        blkhash_ref.write_map(bad_src, bad_map)
+        p = nbdkit(["-r", "file", bad_src], ["blkhash-expect-map=" + want_map,
+                                             "blkhash-expect=" + root,
+                                             "blkhash-map=" + both],
+                   run='nbdinfo --list "$uri" >/dev/null')
+        r = last_report(p)
+        check(p.returncode != 0 and r.get("verdict") == "mismatch" and
+              r.get("bad-blocks") == "9" and
+              open(both, "rb").read() == open(bad_map, "rb").read(),
+              "both map parameters, one bad block: bad-blocks=9 and the "
+              "Python map of the bad image", p.stderr)
+
         # Without blkhash-expect the map's root is the expected root.
         p = nbdkit(["-r", "file", src], ["blkhash-expect-map=" + forged],
                    run='nbdinfo --list "$uri" >/dev/null')
