@@ -324,11 +324,26 @@ def build_cases(args, cfg, dense, sparse):
     out = os.path.join(args.workdir, "out.raw")
     cases = []
 
-    def add(group, name, digests, size, run, prepare=None, kind="stream", **kw):
+    def add(group, name, digests, size, run=None, prepare=None, kind="stream",
+            sides=None, labels=("with filter", "without filter"),
+            image="raw", display="ratio", short=None, **kw):
+        """A case per digest.  RUN(runner, digest or None) runs side A
+        (the filter with DIGEST) or side B (None: no filter); a case whose
+        sides differ otherwise gives SIDES = {"filter": f, "nofilter": g},
+        each f(runner, digest) -> a run's result.  IMAGE names the bytes
+        the filter hashes ("raw": the dense image, "qcow2": its qcow2
+        file, None: an image of its own), for the checksum cross-check.
+        DISPLAY "faster" shows the ratio as "x faster" (side B is a
+        reference tool)."""
+        if sides is None:
+            sides = {"filter": lambda r, dg, run=run: run(r, dg),
+                     "nofilter": lambda r, dg, run=run: run(r, None)}
         for d in digests:
-            cases.append(dict(group=group, name=name, short=SHORT[group],
-                              digest=d, size=size,
-                              run=run, prepare=prepare, kind=kind, **kw))
+            cases.append(dict(group=group, name=name,
+                              short=short or SHORT[group], digest=d, size=size,
+                              sides=sides, labels=labels, image=image,
+                              display=display, prepare=prepare, kind=kind,
+                              **kw))
 
     both = ["sha256", "xxh128"]
 
@@ -361,7 +376,8 @@ def build_cases(args, cfg, dense, sparse):
         cfg["sparse_virtual"] // GiB, cfg["sparse_data"] // MiB), both,
         cfg["sparse_virtual"],
         lambda r, dg: r.served("null", [str(cfg["sparse_virtual"])],
-                               lambda u: ["nbdcopy", sparse, u], dg))
+                               lambda u: ["nbdcopy", sparse, u], dg),
+        image=None)
 
     # Read-back: the filter reads the whole file at shutdown, compared with
     # a plain digest tool over the same (page-cached) file.
@@ -370,7 +386,10 @@ def build_cases(args, cfg, dense, sparse):
         refs["xxh128"] = ["xxhsum", "-H2", dense]
     for dg, ref in refs.items():
         add("readback", "read-back `--run true` vs `%s`" % " ".join(ref[:-1]),
-            [dg], D, None, kind="readback", ref=ref)
+            [dg], D, kind="readback", ref=ref, display="faster",
+            labels=("filter", " ".join(ref[:-1])),
+            sides={"filter": lambda r, dg: r.selfrun("file", [dense], dg),
+                   "nofilter": lambda r, dg, ref=ref: r.tool(ref)})
 
     # Memory: a huge null export receiving sparse-random data.
     mv, mp = cfg["mem_virtual"], 1.5625
@@ -380,7 +399,7 @@ def build_cases(args, cfg, dense, sparse):
         human(mv), human(mv)), both, mv,
         lambda r, dg: r.served("null", [str(mv)],
                                lambda u: ["nbdcopy", "--", "[", *src, "]", u], dg),
-        kind="memory", reps=cfg["mem_reps"],
+        kind="memory", reps=cfg["mem_reps"], image=None,
         nominal_data=int(mv * mp / 100))
     # The same without folding the settled prefix: the table keeps every
     # leaf until the report.
@@ -388,7 +407,7 @@ def build_cases(args, cfg, dense, sparse):
         lambda r, dg: r.served("null", [str(mv)],
                                lambda u: ["nbdcopy", "--", "[", *src, "]", u], dg,
                                filter_extra=["blkhash-fold=false"]),
-        kind="memory", reps=cfg["mem_reps"],
+        kind="memory", reps=cfg["mem_reps"], image=None,
         nominal_data=int(mv * mp / 100))
 
     if args.case:
@@ -409,20 +428,14 @@ def human(n):
     return str(n)
 
 
-def run_case(runner, case, reps, dense):
+def run_case(runner, case, reps):
     sides = {"filter": [], "nofilter": []}
     name = f"{case['name']} [{case['digest']}]"
     for i in range(reps):
         for side in ("filter", "nofilter"):           # A B A B ...
             if case["prepare"]:
                 case["prepare"]()
-            if case["kind"] == "readback":
-                if side == "filter":
-                    res = runner.selfrun("file", [dense], case["digest"])
-                else:
-                    res = runner.tool(case["ref"])
-            else:
-                res = case["run"](runner, case["digest"] if side == "filter" else None)
+            res = case["sides"][side](runner, case["digest"])
             sides[side].append(res)
             log("bench: %-62s %-8s rep %d: %6.2f s  %5.2f GB/s" % (
                 name, side, i + 1, res["seconds"],
@@ -433,9 +446,11 @@ def run_case(runner, case, reps, dense):
 def summarize(case, sides):
     gb = case["size"] / 1e9
     s = {"group": case["group"], "name": case["name"], "short": case["short"],
-         "digest": case["digest"],
+         "digest": case["digest"], "labels": list(case["labels"]),
+         "image": case["image"], "display": case["display"],
          "kind": case["kind"], "size": case["size"]}
-    for side, runs in sides.items():
+    for side in ("filter", "nofilter"):
+        runs = sides[side]
         secs = statistics.median(r["seconds"] for r in runs)
         s[side] = {
             "seconds": secs,
@@ -446,7 +461,12 @@ def summarize(case, sides):
                         if runs[0]["rss_kib"] is not None else None),
         }
     s["ratio"] = s["filter"]["gbps"] / s["nofilter"]["gbps"]
-    checksums = {r["report"]["hex"] for r in sides["filter"]}
+    # Every report of either side, and what a reference tool printed
+    # when the case knows how to read a checksum from it.
+    checksums = {r["report"]["hex"] for side in ("filter", "nofilter")
+                 for r in sides[side] if r.get("report")}
+    checksums |= {r["checksum"] for side in ("filter", "nofilter")
+                  for r in sides[side] if r.get("checksum")}
     s["checksums"] = sorted(checksums)
     s["hashed"] = max(int(r["report"]["hashed"]) for r in sides["filter"])
     s["read"] = max(int(r["report"]["read"]) for r in sides["filter"])
@@ -521,7 +541,7 @@ def targets(summaries):
         r, d, g = s["ratio"], s["digest"], s["group"]
         label = f"{s['name']} [{d}]"
         if s["kind"] == "readback":
-            if d == "sha256":
+            if d == "sha256" and g == "readback":
                 out.append(("read-back ≥ 1.6x faster than openssl dgst", label,
                             "%.2fx" % r, r >= 1.6))
             continue
@@ -570,14 +590,18 @@ def markdown(env, summaries, checks, elapsed):
              "tool named in the case, and the ratio is how many times faster "
              "the filter is. See [README.md](../README.md) for the method.")
     L.append("")
-    L.append("| case | digest | with filter GB/s | without GB/s | ratio | "
-             "CPU s/GB with | CPU s/GB without | nbdkit RSS MiB with | without |")
+    L.append("| case | digest | A: with filter GB/s | B: without GB/s | "
+             "ratio A/B | CPU s/GB A | CPU s/GB B | nbdkit RSS MiB A | B |")
     L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
     for s in summaries:
         f, n = s["filter"], s["nofilter"]
-        ratio = ("%.2fx faster" % s["ratio"]) if s["kind"] == "readback" \
+        ratio = ("%.2fx faster" % s["ratio"]) if s["display"] == "faster" \
             else "%.2f" % s["ratio"]
-        L.append(f"| {s['name']} | {s['digest']} | {f['gbps']:.2f} | "
+        name = s["name"]
+        if s["display"] != "faster" and \
+                tuple(s["labels"]) != ("with filter", "without filter"):
+            name += f" (A: {s['labels'][0]}; B: {s['labels'][1]})"
+        L.append(f"| {name} | {s['digest']} | {f['gbps']:.2f} | "
                  f"{n['gbps']:.2f} | {ratio} | {f['cpu_per_gb']:.2f} | "
                  f"{n['cpu_per_gb']:.2f} | {fmt(f['rss_mib'], '%.0f')} | "
                  f"{fmt(n['rss_mib'], '%.0f')} |")
@@ -632,12 +656,13 @@ def check_checksums(summaries, dense_size):
         if len(s["checksums"]) != 1:
             problems.append(f"{s['name']} [{s['digest']}]: reps disagree: {s['checksums']}")
             continue
-        if s["group"] in ("sparse", "memory", "memory-nofold"):
+        if s["image"] is None:
             continue
-        by_source.setdefault(s["digest"], set()).add(s["checksums"][0])
-    for d, values in by_source.items():
+        by_source.setdefault((s["image"], s["digest"]), set()).add(s["checksums"][0])
+    for (image, d), values in by_source.items():
         if len(values) != 1:
-            problems.append(f"{d}: cases over the same image disagree: {sorted(values)}")
+            problems.append(f"{d} over the {image} image: cases disagree: "
+                            f"{sorted(values)}")
     return problems
 
 
@@ -740,7 +765,7 @@ def main():
             if case["group"] == "sparse":
                 warm(sparse, cfg["sparse_virtual"], cfg["sparse_data"])
         reps = case.get("reps", args.reps)
-        sides = run_case(runner, case, reps, dense)
+        sides = run_case(runner, case, reps)
         summaries.append(summarize(case, sides))
     out = os.path.join(args.workdir, "out.raw")
     if os.path.exists(out):
