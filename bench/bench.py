@@ -288,7 +288,7 @@ def image_paths(args, cfg):
     return dense, sparse, qcow2
 
 
-def make_images(args, cfg, need_qcow2=False):
+def make_images(args, cfg, need_qcow2=False, need_sparse=True):
     os.makedirs(args.workdir, exist_ok=True)
     dense, sparse, qcow2 = image_paths(args, cfg)
     stamp_ok = lambda p: os.path.exists(p + ".ok")
@@ -309,7 +309,7 @@ def make_images(args, cfg, need_qcow2=False):
         open(dense + ".ok", "w").close()
         log("bench:   %.1f s" % (time.monotonic() - t))
 
-    if not (os.path.exists(sparse) and stamp_ok(sparse)
+    if need_sparse and not (os.path.exists(sparse) and stamp_ok(sparse)
             and os.path.getsize(sparse) == cfg["sparse_virtual"]):
         log(f"bench: generating {sparse} ({cfg['sparse_virtual'] // GiB} GiB "
             f"virtual, {cfg['sparse_data'] // MiB} MiB data)")
@@ -924,8 +924,12 @@ def environment(args, cfg):
         for line in f:
             if line.startswith("MemTotal:"):
                 mem = "%.1f GiB" % (int(line.split()[1]) / 1024 / 1024)
-    commit = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
+    try:
+        commit = subprocess.run(["git", "-C", TOP, "describe", "--always",
+                                 "--dirty"], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:         # no git (bench/run --distro's chroot)
+        commit = None
     return {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "nproc": os.cpu_count(),
@@ -938,7 +942,7 @@ def environment(args, cfg):
         "qemu_img": first_line(["qemu-img", "--version"]),
         "openssl": first_line(["openssl", "version"]),
         "filter": args.filter,
-        "commit": commit or "unknown",
+        "commit": commit or os.environ.get("BENCH_COMMIT") or "unknown",
         "mode": "quick" if args.quick else "full",
         "reps": args.reps,
         "config": cfg,
@@ -1155,6 +1159,9 @@ def main():
                          "nbdcopy-read, sparse, readback, memory, memory-nofold) or digest")
     ap.add_argument("--results", default=RESULTS,
                     help="output directory (default bench/results)")
+    ap.add_argument("--images-only", action="store_true",
+                    help="only make the raw images (bench/run --distro makes "
+                         "them on the host and links them into the chroot)")
     ap.add_argument("--replot", action="store_true",
                     help="only redraw latest.png from latest.json")
     args = ap.parse_args()
@@ -1186,6 +1193,9 @@ def main():
             "mem_virtual": 1 * TiB})
     cfg["mem_reps"] = args.mem_reps
 
+    if args.images_only:
+        make_images(args, cfg)
+        return 0
     start = time.monotonic()
     env = environment(args, cfg)
     log(f"bench: {env['mode']} run, {args.reps} reps, workdir {args.workdir}, "
@@ -1195,7 +1205,8 @@ def main():
     http = HttpServer(args.workdir, os.path.join(runner.rundir, "http.log"))
     cases = build_cases(args, cfg, runner, http)
     dense, sparse, qcow2 = make_images(
-        args, cfg, need_qcow2=any(c.get("needs_qcow2") for c in cases))
+        args, cfg, need_qcow2=any(c.get("needs_qcow2") for c in cases),
+        need_sparse=any(c["group"] == "sparse" for c in cases))
 
     summaries = []
     try:
