@@ -1156,7 +1156,8 @@ def main():
                     help="only cases whose group contains one of these "
                          "comma-separated words (nbdcopy-null, nbdcopy-memory, "
                          "qemu-img, qemu-img-W, nbdcopy-file-verify, "
-                         "nbdcopy-read, sparse, readback, memory, memory-nofold) or digest")
+                         "nbdcopy-read, sparse, readback, memory, memory-nofold, seed, source, "
+                         "download, map-read, map-write, peer) or digest")
     ap.add_argument("--results", default=RESULTS,
                     help="output directory (default bench/results)")
     ap.add_argument("--images-only", action="store_true",
