@@ -73,8 +73,20 @@ def vm_hwm_kib(pid):
     return None
 
 
+FIELD_RE = re.compile(r'([\w-]+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
 def parse_reports(text):
-    return [m.groupdict() for m in REPORT_RE.finditer(text)]
+    """The report lines in TEXT: the fixed fields, and in "fields" every
+    key=value of the line (whole=, whole-read=, bad-blocks=, ...)."""
+    out = []
+    for m in REPORT_RE.finditer(text):
+        r = m.groupdict()
+        end = text.find("\n", m.start())
+        line = text[m.start():end if end >= 0 else len(text)]
+        r["fields"] = {k: v.strip('"') for k, v in FIELD_RE.findall(line)}
+        out.append(r)
+    return out
 
 
 class Runner:
@@ -88,7 +100,8 @@ class Runner:
         self.clientlog = os.path.join(self.rundir, "client.log")
 
     def served(self, plugin, plugin_args, client, digest=None, readonly=False,
-               filter_extra=(), timeout=900):
+               filter_extra=(), inner_filters=(), report_on_exit=False,
+               timeout=900):
         """nbdkit serves PLUGIN on a unix socket; CLIENT(uri) is run apart.
 
         Timed from the client's start to nbdkit's exit: when filtered, we
@@ -96,7 +109,15 @@ class Runner:
         connection closes), read nbdkit's VmHWM (its peak RSS: all the
         filter's work is done by then), send SIGTERM and reap nbdkit with
         wait4.  CPU is user+sys of the client (with its children) and of
-        nbdkit, from wait4."""
+        nbdkit, from wait4.  INNER_FILTERS, [(name, [params])], go between
+        the blkhash filter and the plugin, on both sides (e.g. the log
+        filter, to see what reaches the plugin).
+
+        REPORT_ON_EXIT: the client leaves part of the export unread (a
+        qcow2 file read by qemu-img), so the filter makes its report when
+        nbdkit shuts down, reading the rest: SIGTERM is sent as soon as the
+        client has finished, and VmHWM is sampled every few milliseconds
+        until nbdkit exits (on both sides alike)."""
         for p in (self.sock, self.pidfile):
             if os.path.exists(p):
                 os.unlink(p)
@@ -108,6 +129,9 @@ class Runner:
         if digest:
             cmd.append(f"--filter={self.args.filter}")
             params = [f"blkhash-digest={digest}", *filter_extra]
+        for name, fparams in inner_filters:
+            cmd.append(f"--filter={name}")
+            params += fparams
         cmd += [plugin, *plugin_args, *params]
         with open(self.logfile, "w") as logf:
             srv = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
@@ -131,7 +155,7 @@ class Runner:
             if cli.returncode != 0:
                 raise BenchError("client failed (%d): %s\n%s" % (
                     cli.returncode, " ".join(ccmd), open(self.clientlog).read()))
-            if digest:
+            if digest and not report_on_exit:
                 # The report is made when the last connection closes.
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline and srv.poll() is None:
@@ -141,7 +165,15 @@ class Runner:
                     time.sleep(0.002)
             hwm = vm_hwm_kib(srv.pid)
             srv.send_signal(signal.SIGTERM)
-            _, sstatus, sru = os.wait4(srv.pid, 0)
+            if report_on_exit:
+                while True:
+                    pid, sstatus, sru = os.wait4(srv.pid, os.WNOHANG)
+                    if pid:
+                        break
+                    hwm = max(hwm or 0, vm_hwm_kib(srv.pid) or 0)
+                    time.sleep(0.004)
+            else:
+                _, sstatus, sru = os.wait4(srv.pid, 0)
             t1 = time.perf_counter()
             srv.returncode = os.waitstatus_to_exitcode(sstatus)
         finally:
@@ -159,6 +191,7 @@ class Runner:
             "cpu": cpu_of(cru) + cpu_of(sru),
             "cpu_nbdkit": cpu_of(sru),
             "rss_kib": hwm,
+            "client_output": open(self.clientlog).read(),
         }
         if digest:
             result["report"] = self.check_report(text, cmd)
@@ -246,11 +279,18 @@ def sparse_layout(virtual, data):
     return [(i * stride + (i * 5 % 16) * MiB, run) for i in range(n)]
 
 
-def make_images(args, cfg):
-    os.makedirs(args.workdir, exist_ok=True)
+def image_paths(args, cfg):
+    """The images of the suite, in the work dir."""
     dense = os.path.join(args.workdir, "data-%dG.raw" % (cfg["dense"] // GiB))
     sparse = os.path.join(args.workdir, "sparse-%dG-%dM.raw" % (
         cfg["sparse_virtual"] // GiB, cfg["sparse_data"] // MiB))
+    qcow2 = os.path.join(args.workdir, "src-%dG.qcow2" % (cfg["dense"] // GiB))
+    return dense, sparse, qcow2
+
+
+def make_images(args, cfg, need_qcow2=False, need_sparse=True):
+    os.makedirs(args.workdir, exist_ok=True)
+    dense, sparse, qcow2 = image_paths(args, cfg)
     stamp_ok = lambda p: os.path.exists(p + ".ok")
 
     if not (os.path.exists(dense) and stamp_ok(dense)
@@ -269,7 +309,7 @@ def make_images(args, cfg):
         open(dense + ".ok", "w").close()
         log("bench:   %.1f s" % (time.monotonic() - t))
 
-    if not (os.path.exists(sparse) and stamp_ok(sparse)
+    if need_sparse and not (os.path.exists(sparse) and stamp_ok(sparse)
             and os.path.getsize(sparse) == cfg["sparse_virtual"]):
         log(f"bench: generating {sparse} ({cfg['sparse_virtual'] // GiB} GiB "
             f"virtual, {cfg['sparse_data'] // MiB} MiB data)")
@@ -284,7 +324,18 @@ def make_images(args, cfg):
         kill_own(ks)
         os.rename(sparse + ".tmp", sparse)
         open(sparse + ".ok", "w").close()
-    return dense, sparse
+
+    # The dense image as a qcow2 file (the seed's source, and what the
+    # source, download and map cases read): made from the raw image by
+    # qemu-img, so it is the same guest data.
+    if need_qcow2 and not (os.path.exists(qcow2) and stamp_ok(qcow2)
+                           and os.path.getmtime(qcow2) >= os.path.getmtime(dense)):
+        log(f"bench: converting {dense} to {qcow2}")
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2",
+                        dense, qcow2 + ".tmp"], check=True)
+        os.rename(qcow2 + ".tmp", qcow2)
+        open(qcow2 + ".ok", "w").close()
+    return dense, sparse, qcow2
 
 
 def warm(path, virtual=None, data=None):
@@ -296,6 +347,120 @@ def warm(path, virtual=None, data=None):
         else:
             for off, length in sparse_layout(virtual, data):
                 os.pread(f.fileno(), length, off)
+
+
+# ---------------------------------------------------------------------------
+# Helpers of the download, map and peer cases
+# ---------------------------------------------------------------------------
+
+HTTP_SERVER = os.path.join(TOP, "tests", "functional", "range_http_server.py")
+HTTP_LOG_RE = re.compile(r"^(GET|HEAD) (\S+) (\S+) (\d+)$")
+
+
+class HttpServer:
+    """The tests' loopback HTTP server with byte ranges
+    (tests/functional/range_http_server.py, run as a script), serving the
+    work dir.  Started once, on first use; stopped by stop().  It logs
+    every request as "METHOD PATH RANGE STATUS"; sent() turns the log
+    into the bytes of response bodies sent since reset()."""
+
+    def __init__(self, directory, logfile):
+        self.directory, self.logfile = directory, logfile
+        self.proc, self.port = None, None
+
+    def start(self):
+        if self.proc is not None:
+            return
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", HTTP_SERVER, self.directory,
+             "--log", self.logfile],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.isdigit():
+            kill_own(self.proc)
+            raise BenchError("the HTTP server did not start (%s)" % HTTP_SERVER)
+        self.port = int(line)
+
+    def url(self, path):
+        self.start()
+        return "http://127.0.0.1:%d/%s" % (self.port, os.path.basename(path))
+
+    def reset(self):
+        open(self.logfile, "w").close()
+
+    def sent(self, size):
+        """(body bytes sent, GET requests) since reset(), for a file of
+        SIZE bytes: a 206 sends its range, a 200 the whole file, HEAD
+        nothing."""
+        total = gets = 0
+        time.sleep(0.05)     # the last request's line follows its body
+        with open(self.logfile) as f:
+            for line in f:
+                m = HTTP_LOG_RE.match(line.strip())
+                if not m or m.group(1) != "GET":
+                    continue
+                gets += 1
+                rng, status = m.group(3), int(m.group(4))
+                if status == 200:
+                    total += size
+                elif status == 206:
+                    a, b = re.match(r"bytes=(\d*)-(\d*)$", rng).groups()
+                    if a:
+                        end = min(int(b), size - 1) if b else size - 1
+                        total += end - int(a) + 1
+                    else:
+                        total += min(int(b), size)
+        return total, gets
+
+    def stop(self):
+        if self.proc is not None:
+            kill_own(self.proc)
+            self.proc = None
+
+
+LOG_READ_RE = re.compile(r"\bRead id=\d+ offset=0x([0-9a-f]+) count=0x([0-9a-f]+)")
+LOG_CONN_RE = re.compile(r"\bconnection=(\d+) (Connect|Disconnect|Read) ")
+
+
+def plugin_reads(logfile):
+    """(bytes, requests, client requests) of the reads nbdkit's log filter
+    saw.  Client requests are those of the connections made before the
+    first moment no connection was open: the report at shutdown reads
+    through a connection of its own, opened after the client left."""
+    total = n = clients = 0
+    client_conns, open_conns, settled = set(), 0, False
+    with open(logfile) as f:
+        for line in f:
+            c = LOG_CONN_RE.search(line)
+            if c and c.group(2) == "Connect":
+                open_conns += 1
+                if not settled:
+                    client_conns.add(c.group(1))
+            elif c and c.group(2) == "Disconnect":
+                open_conns -= 1
+                settled = settled or open_conns == 0
+            m = LOG_READ_RE.search(line)
+            if m:
+                total += int(m.group(2), 16)
+                n += 1
+                clients += bool(c and c.group(1) in client_conns)
+    return total, n, clients
+
+
+def nbdcopy_has_blkhash(rundir):
+    """True if this nbdcopy computes blkhash (libnbd 1.24 and later):
+    the known answer for the empty image, sha256/64K."""
+    empty = os.path.join(rundir, "probe-empty.raw")
+    open(empty, "wb").close()
+    try:
+        p = subprocess.run(["nbdcopy", "--blkhash=sha256/64k", "--", empty,
+                            "null:"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    finally:
+        os.unlink(empty)
+    return p.returncode == 0 and p.stdout.strip() == (
+        "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc")
 
 
 # ---------------------------------------------------------------------------
@@ -314,21 +479,43 @@ SHORT = {
     "readback": "read-back vs tool",
     "memory": "memory sparse-random→null",
     "memory-nofold": "memory, blkhash-fold=false",
+    "seed": "seed qcow2→file",
+    "source": "source qcow2 read",
+    "download": "download curl qcow2",
+    "map-read": "qcow2 read, expect-map",
+    "map-write": "read-back + map",
+    "peer": "vs nbdcopy --blkhash",
 }
 
 
-def build_cases(args, cfg, dense, sparse):
+def build_cases(args, cfg, runner, http):
     """Each case: name, digest, virtual size, kind, and how to run a side."""
+    dense, sparse, qcow2 = image_paths(args, cfg)
     D = cfg["dense"]
     ds = str(D)
     out = os.path.join(args.workdir, "out.raw")
     cases = []
 
-    def add(group, name, digests, size, run, prepare=None, kind="stream", **kw):
+    def add(group, name, digests, size, run=None, prepare=None, kind="stream",
+            sides=None, labels=("with filter", "without filter"),
+            image="raw", display="ratio", short=None, **kw):
+        """A case per digest.  RUN(runner, digest or None) runs side A
+        (the filter with DIGEST) or side B (None: no filter); a case whose
+        sides differ otherwise gives SIDES = {"filter": f, "nofilter": g},
+        each f(runner, digest) -> a run's result.  IMAGE names the bytes
+        the filter hashes ("raw": the dense image, "qcow2": its qcow2
+        file, None: an image of its own), for the checksum cross-check.
+        DISPLAY "faster" shows the ratio as "x faster" (side B is a
+        reference tool)."""
+        if sides is None:
+            sides = {"filter": lambda r, dg, run=run: run(r, dg),
+                     "nofilter": lambda r, dg, run=run: run(r, None)}
         for d in digests:
-            cases.append(dict(group=group, name=name, short=SHORT[group],
-                              digest=d, size=size,
-                              run=run, prepare=prepare, kind=kind, **kw))
+            cases.append(dict(group=group, name=name,
+                              short=short or SHORT[group], digest=d, size=size,
+                              sides=sides, labels=labels, image=image,
+                              display=display, prepare=prepare, kind=kind,
+                              **kw))
 
     both = ["sha256", "xxh128"]
 
@@ -361,7 +548,8 @@ def build_cases(args, cfg, dense, sparse):
         cfg["sparse_virtual"] // GiB, cfg["sparse_data"] // MiB), both,
         cfg["sparse_virtual"],
         lambda r, dg: r.served("null", [str(cfg["sparse_virtual"])],
-                               lambda u: ["nbdcopy", sparse, u], dg))
+                               lambda u: ["nbdcopy", sparse, u], dg),
+        image=None)
 
     # Read-back: the filter reads the whole file at shutdown, compared with
     # a plain digest tool over the same (page-cached) file.
@@ -370,7 +558,10 @@ def build_cases(args, cfg, dense, sparse):
         refs["xxh128"] = ["xxhsum", "-H2", dense]
     for dg, ref in refs.items():
         add("readback", "read-back `--run true` vs `%s`" % " ".join(ref[:-1]),
-            [dg], D, None, kind="readback", ref=ref)
+            [dg], D, kind="readback", ref=ref, display="faster",
+            labels=("filter", " ".join(ref[:-1])),
+            sides={"filter": lambda r, dg: r.selfrun("file", [dense], dg),
+                   "nofilter": lambda r, dg, ref=ref: r.tool(ref)})
 
     # Memory: a huge null export receiving sparse-random data.
     mv, mp = cfg["mem_virtual"], 1.5625
@@ -380,7 +571,7 @@ def build_cases(args, cfg, dense, sparse):
         human(mv), human(mv)), both, mv,
         lambda r, dg: r.served("null", [str(mv)],
                                lambda u: ["nbdcopy", "--", "[", *src, "]", u], dg),
-        kind="memory", reps=cfg["mem_reps"],
+        kind="memory", reps=cfg["mem_reps"], image=None,
         nominal_data=int(mv * mp / 100))
     # The same without folding the settled prefix: the table keeps every
     # leaf until the report.
@@ -388,8 +579,203 @@ def build_cases(args, cfg, dense, sparse):
         lambda r, dg: r.served("null", [str(mv)],
                                lambda u: ["nbdcopy", "--", "[", *src, "]", u], dg,
                                filter_extra=["blkhash-fold=false"]),
-        kind="memory", reps=cfg["mem_reps"],
+        kind="memory", reps=cfg["mem_reps"], image=None,
         nominal_data=int(mv * mp / 100))
+
+    # --- The user's view (issues 15, 16, 17) -------------------------------
+    # Over the qcow2 file made from the dense image.  Throughput is still
+    # the virtual size (the raw disk) over the wall time.  The raw output
+    # of these cases goes to --outdir (tmpfs by default): page-cached, and
+    # never written back to a disk in the middle of a run.
+    uout = os.path.join(args.outdir, "blkhash-bench-out.raw")
+
+    def fresh_uout():
+        if os.path.exists(uout):
+            os.unlink(uout)
+        with open(uout, "wb") as f:
+            f.truncate(D)
+
+    def no_uout():
+        if os.path.exists(uout):
+            os.unlink(uout)
+
+    # The seed's own command: qcow2 -> raw, written into the file plugin
+    # (out.raw recreated empty and sparse before each run, page-cached).
+    # The filter hashes the raw bytes written: the raw image's checksum.
+    add("seed", "seed: `qemu-img convert -n -f qcow2 -O raw` → file",
+        both, D,
+        lambda r, dg: r.served("file", [uout], lambda u: [
+            "qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw", qcow2, u],
+            dg),
+        prepare=fresh_uout, needs_qcow2=True,
+        judge=lambda s: [(("sha256 seed ratio ≥ 0.90" if s["digest"] == "sha256"
+                           else "xxh128 seed ratio ≥ 0.95"), "%.2f" % s["ratio"],
+                          s["ratio"] >= (0.90 if s["digest"] == "sha256" else 0.95))])
+
+    # The source side: qemu-img reads the qcow2 file through the filter
+    # and writes out.raw itself.  The filter hashes the qcow2 file's bytes
+    # (the report reads what qemu-img does not: refcounts, free clusters).
+    qemu_read = lambda u: ["qemu-img", "convert", "-f", "qcow2", u,
+                           "-O", "raw", uout]
+    add("source", "source: `qemu-img convert -f qcow2 $uri -O raw` ← file",
+        ["sha256"], D,
+        lambda r, dg: r.served("file", [qcow2], qemu_read, dg, readonly=True,
+                               report_on_exit=True),
+        prepare=no_uout, image="qcow2", needs_qcow2=True,
+        judge=lambda s: [("sha256 source ratio ≥ 0.80", "%.2f" % s["ratio"],
+                          s["ratio"] >= 0.80)])
+
+    # A download: the curl plugin reads the qcow2 file from the loopback
+    # HTTP server; the server's log gives the bytes it sent.
+    def download(r, dg, extra=()):
+        http.reset()
+        res = r.served("curl", [http.url(qcow2)], qemu_read, dg,
+                       readonly=True, filter_extra=extra, report_on_exit=True)
+        res["http_bytes"], res["http_gets"] = http.sent(os.path.getsize(qcow2))
+        return res
+
+    def judge_download(s):
+        q = s["qcow2_size"]
+        sent = max(s["http_bytes"]) / q
+        lines = [("download: bytes sent / file size (informational)",
+                  "%.3f (A) %.3f (B)" % (sent, max(s["http_bytes_b"]) / q), None)]
+        if s.get("whole") is None:
+            lines.append(("download ratio (informational)", "%.2f" % s["ratio"], None))
+            return lines
+        t_b, t_sha = s["nofilter"]["seconds"], s["probe_seconds"]
+        ceiling = t_b / (t_b + t_sha)
+        lines = [("download + whole: bytes sent ≤ 1.05 × file size",
+                  "%.3f (A) %.3f (B)" % (sent, max(s["http_bytes_b"]) / q),
+                  sent <= 1.05),
+                 ("download + whole: SHA-256 ceiling t_B / (t_B + t_sha) "
+                  "(informational)", "%.2f (t_sha %.2f s: sha256sum %.2f s, "
+                  "openssl %.2f s)" % (ceiling, t_sha, s["sha256sum_seconds"],
+                                       s["openssl_seconds"]), None),
+                 ("download + whole: ratio ≥ 0.9 × ceiling",
+                  "%.2f ≥ %.2f" % (s["ratio"], 0.9 * ceiling),
+                  s["ratio"] >= 0.9 * ceiling),
+                 ("download + whole: whole= equals sha256sum",
+                  "whole-read=%d" % s["whole_read"], s["whole_ok"])]
+        return lines
+
+    def sha_probe(r):
+        """One core of SHA-256 over the (page-cached) qcow2 file:
+        sha256sum (coreutils; on Debian 12 without SHA-NI) and openssl
+        dgst -sha256 (with SHA-NI where the CPU has it)."""
+        a = r.tool(["sha256sum", qcow2])
+        b = r.tool(["openssl", "dgst", "-sha256", "-r", qcow2])
+        return {"seconds": min(a["seconds"], b["seconds"]),
+                "sha256sum_seconds": a["seconds"],
+                "openssl_seconds": b["seconds"],
+                "output": a["output"], "openssl_output": b["output"]}
+
+    add("download", "download: curl ← HTTP, `qemu-img convert -f qcow2 $uri -O raw`",
+        ["sha256"], D, lambda r, dg: download(r, dg),
+        prepare=no_uout, image="qcow2", needs_qcow2=True, judge=judge_download,
+        qcow2_size=lambda: os.path.getsize(qcow2))
+    add("download", "download, also `blkhash-whole=sha256`",
+        ["sha256"], D, lambda r, dg: download(r, dg, ["blkhash-whole=sha256"]),
+        prepare=no_uout, image="qcow2", needs_qcow2=True, judge=judge_download,
+        short="download +whole", whole="sha256",
+        qcow2_size=lambda: os.path.getsize(qcow2),
+        probe=sha_probe)
+
+    # Per-block verification on the read side: the source case with
+    # blkhash-expect-map (A) and without it (B), both with nbdkit's log
+    # filter under the blkhash filter, which sees every read the plugin
+    # gets.  The map is made once per suite run, by the filter itself.
+    srcmap = os.path.join(args.workdir, "src-%dG-sha256.map" % (D // GiB))
+    plog = os.path.join(runner.rundir, "plugin-reads.log")
+
+    def make_map():
+        if os.path.exists(srcmap):
+            os.unlink(srcmap)
+        subprocess.run(["nbdkit", "-r", f"--filter={args.filter}", "file", qcow2,
+                        "blkhash-digest=sha256", f"blkhash-map={srcmap}",
+                        "--run", "true"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        if not os.path.exists(srcmap):
+            raise BenchError("no map written at " + srcmap)
+
+    def map_read(r, dg, with_map):
+        if os.path.exists(plog):
+            os.unlink(plog)
+        extra = [f"blkhash-expect-map={srcmap}"] if with_map else []
+        res = r.served("file", [qcow2], qemu_read, dg, readonly=True,
+                       filter_extra=extra, report_on_exit=True,
+                       inner_filters=[("log", [f"logfile={plog}"])])
+        res["plugin_read"], res["plugin_reads"], res["client_reads"] = \
+            plugin_reads(plog)
+        return res
+
+    def judge_map_read(s):
+        a, b = s["traffic_read"], s["traffic_read_b"]
+        extra, reqs = a - b, s["client_reads"]
+        bound = 2 * BLOCK * reqs
+        return [("map-read: extra bytes read ≤ one block per request edge",
+                 "%d ≤ %d (%d reads)" % (extra, bound, reqs),
+                 0 <= extra <= bound),
+                ("map-read: time ratio with / without the map (informational)",
+                 "%.2f" % s["ratio"], None)]
+
+    add("map-read", "map-read: source case, `blkhash-expect-map` vs none",
+        ["sha256"], D,
+        sides={"filter": lambda r, dg: map_read(r, dg, True),
+               "nofilter": lambda r, dg: map_read(r, dg, False)},
+        labels=("filter + blkhash-expect-map", "filter, no map"),
+        prepare=no_uout, image="qcow2", needs_qcow2=True, once=make_map,
+        judge=judge_map_read, count_reads=True)
+
+    # Writing a map: the read-back with blkhash-map (A) and without (B).
+    dmap = os.path.join(runner.rundir, "data.map")
+
+    def with_map(r, dg):
+        if os.path.exists(dmap):
+            os.unlink(dmap)
+        res = r.selfrun("file", [dense], dg, [f"blkhash-map={dmap}"])
+        if not os.path.getsize(dmap):
+            raise BenchError("empty map " + dmap)
+        return res
+
+    add("map-write", "map-write: read-back `--run true`, `blkhash-map=FILE` vs none",
+        ["sha256"], D,
+        sides={"filter": with_map,
+               "nofilter": lambda r, dg: r.selfrun("file", [dense], dg)},
+        labels=("filter + blkhash-map", "filter, no map"),
+        reps=max(args.reps, 5),     # 0.3 s a run: more of them, for 1 %
+        judge=lambda s: [("map-write: ratio ≥ 0.99 (within noise)",
+                          "%.3f" % s["ratio"], s["ratio"] >= 0.99)])
+
+    # Head to head with nbdcopy --blkhash (libnbd 1.24 and later; on this
+    # project: bench/run --distro forky --case peer).
+    def peer_copy(r, dg):
+        res = r.served("null", [ds], lambda u: [
+            "nbdcopy", f"--blkhash={dg}/64k", dense, u], None)
+        res["checksum"] = res["client_output"].strip()
+        return res
+
+    def peer_sum(r, dg):
+        res = r.tool(["nbdcopy", f"--blkhash={dg}/64k", dense, "null:"])
+        res["checksum"] = res["output"]
+        return res
+
+    add("peer", "peer: `nbdcopy SRC $uri` → null through the filter vs "
+        "`nbdcopy --blkhash SRC $uri` → null", ["sha256"], D,
+        sides={"filter": lambda r, dg: r.served(
+                   "null", [ds], lambda u: ["nbdcopy", dense, u], dg),
+               "nofilter": peer_copy},
+        labels=("nbdcopy → filter → null", "nbdcopy --blkhash → null"),
+        display="faster", short="nbdcopy vs nbdcopy --blkhash",
+        judge=lambda s: [("vs nbdcopy --blkhash, same copy: ≥ 3x faster",
+                          "%.2fx" % s["ratio"], s["ratio"] >= 3)])
+    add("peer", "peer: checksum of a file, `nbdkit -r ... file --run true` vs "
+        "`nbdcopy --blkhash FILE null:`", ["sha256"], D,
+        sides={"filter": lambda r, dg: r.selfrun("file", [dense], dg),
+               "nofilter": peer_sum},
+        labels=("filter read-back", "nbdcopy --blkhash FILE null:"),
+        display="faster", short="file checksum vs nbdcopy --blkhash",
+        judge=lambda s: [("checksum of a file vs nbdcopy --blkhash: ≥ 6x faster",
+                          "%.2fx" % s["ratio"], s["ratio"] >= 6)])
 
     if args.case:
         pats = [p.strip() for p in args.case.split(",")]
@@ -399,6 +785,14 @@ def build_cases(args, cfg, dense, sparse):
             raise BenchError("unknown --case %s (known: %s)" % (
                 ",".join(unknown), ", ".join(sorted(known))))
         cases = [c for c in cases if c["group"] in pats or c["digest"] in pats]
+        if any(c["group"] == "peer" for c in cases) and \
+                not nbdcopy_has_blkhash(runner.rundir):
+            raise BenchError("the peer case needs nbdcopy --blkhash (libnbd "
+                             "1.24 and later): bench/run --distro forky --case peer")
+    elif not nbdcopy_has_blkhash(runner.rundir):
+        log("bench: this nbdcopy has no --blkhash: no peer case "
+            "(bench/run --distro forky --case peer)")
+        cases = [c for c in cases if c["group"] != "peer"]
     return cases
 
 
@@ -409,33 +803,36 @@ def human(n):
     return str(n)
 
 
-def run_case(runner, case, reps, dense):
-    sides = {"filter": [], "nofilter": []}
+def run_case(runner, case, reps):
+    sides = {"filter": [], "nofilter": [], "probe": []}
     name = f"{case['name']} [{case['digest']}]"
+    if case.get("once"):
+        case["once"]()
     for i in range(reps):
         for side in ("filter", "nofilter"):           # A B A B ...
             if case["prepare"]:
                 case["prepare"]()
-            if case["kind"] == "readback":
-                if side == "filter":
-                    res = runner.selfrun("file", [dense], case["digest"])
-                else:
-                    res = runner.tool(case["ref"])
-            else:
-                res = case["run"](runner, case["digest"] if side == "filter" else None)
+            res = case["sides"][side](runner, case["digest"])
             sides[side].append(res)
             log("bench: %-62s %-8s rep %d: %6.2f s  %5.2f GB/s" % (
                 name, side, i + 1, res["seconds"],
                 case["size"] / res["seconds"] / 1e9))
+        if case.get("probe"):       # a reference measurement, e.g. sha256sum
+            res = case["probe"](runner)
+            sides["probe"].append(res)
+            log("bench: %-62s %-8s rep %d: %6.2f s" % (name, "probe", i + 1,
+                                                       res["seconds"]))
     return sides
 
 
 def summarize(case, sides):
     gb = case["size"] / 1e9
     s = {"group": case["group"], "name": case["name"], "short": case["short"],
-         "digest": case["digest"],
+         "digest": case["digest"], "labels": list(case["labels"]),
+         "image": case["image"], "display": case["display"],
          "kind": case["kind"], "size": case["size"]}
-    for side, runs in sides.items():
+    for side in ("filter", "nofilter"):
+        runs = sides[side]
         secs = statistics.median(r["seconds"] for r in runs)
         s[side] = {
             "seconds": secs,
@@ -446,10 +843,48 @@ def summarize(case, sides):
                         if runs[0]["rss_kib"] is not None else None),
         }
     s["ratio"] = s["filter"]["gbps"] / s["nofilter"]["gbps"]
-    checksums = {r["report"]["hex"] for r in sides["filter"]}
+    # Every report of either side, and what a reference tool printed
+    # when the case knows how to read a checksum from it.
+    checksums = {r["report"]["hex"] for side in ("filter", "nofilter")
+                 for r in sides[side] if r.get("report")}
+    checksums |= {r["checksum"] for side in ("filter", "nofilter")
+                  for r in sides[side] if r.get("checksum")}
     s["checksums"] = sorted(checksums)
     s["hashed"] = max(int(r["report"]["hashed"]) for r in sides["filter"])
     s["read"] = max(int(r["report"]["read"]) for r in sides["filter"])
+    a, b = sides["filter"], sides["nofilter"]
+    if "http_bytes" in a[0]:
+        s["qcow2_size"] = case["qcow2_size"]()
+        s["http_bytes"] = [r["http_bytes"] for r in a]
+        s["http_bytes_b"] = [r["http_bytes"] for r in b]
+        s["http_gets"] = [r["http_gets"] for r in a]
+    if case.get("whole"):
+        s["whole"] = case["whole"]
+        p = sides["probe"]
+        s["probe_seconds"] = statistics.median(r["seconds"] for r in p)
+        s["sha256sum_seconds"] = statistics.median(r["sha256sum_seconds"] for r in p)
+        s["openssl_seconds"] = statistics.median(r["openssl_seconds"] for r in p)
+        ref = {r["output"].split()[0] for r in p} | \
+            {r["openssl_output"].split()[0] for r in p}
+        got = {r["report"]["fields"].get("whole", "") for r in a}
+        s["whole_values"] = sorted(got)
+        s["whole_reference"] = sorted(ref)
+        s["whole_ok"] = len(ref) == 1 and got == {case["whole"] + ":" + ref.pop()}
+        s["whole_read"] = max(int(r["report"]["fields"].get("whole-read", -1))
+                              for r in a)
+    if case.get("count_reads"):
+        # What reached the plugin during the traffic: the log filter's
+        # reads less the report's own (read=).
+        traffic = lambda runs: statistics.median(
+            r["plugin_read"] - int(r["report"]["read"]) for r in runs)
+        s["traffic_read"], s["traffic_read_b"] = traffic(a), traffic(b)
+        s["plugin_read"] = [r["plugin_read"] for r in a]
+        s["plugin_read_b"] = [r["plugin_read"] for r in b]
+        s["report_read"] = [int(r["report"]["read"]) for r in a]
+        s["report_read_b"] = [int(r["report"]["read"]) for r in b]
+        s["client_reads"] = max(r["client_reads"] for r in b)
+    if case.get("judge"):
+        s["judged"] = case["judge"](s)
     if case["kind"] == "readback":
         s["reference"] = " ".join(case["ref"][:-1])
         s["reference_output"] = sides["nofilter"][0].get("output")
@@ -489,8 +924,12 @@ def environment(args, cfg):
         for line in f:
             if line.startswith("MemTotal:"):
                 mem = "%.1f GiB" % (int(line.split()[1]) / 1024 / 1024)
-    commit = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
+    try:
+        commit = subprocess.run(["git", "-C", TOP, "describe", "--always",
+                                 "--dirty"], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:         # no git (bench/run --distro's chroot)
+        commit = None
     return {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "nproc": os.cpu_count(),
@@ -503,7 +942,7 @@ def environment(args, cfg):
         "qemu_img": first_line(["qemu-img", "--version"]),
         "openssl": first_line(["openssl", "version"]),
         "filter": args.filter,
-        "commit": commit or "unknown",
+        "commit": commit or os.environ.get("BENCH_COMMIT") or "unknown",
         "mode": "quick" if args.quick else "full",
         "reps": args.reps,
         "config": cfg,
@@ -520,8 +959,14 @@ def targets(summaries):
     for s in summaries:
         r, d, g = s["ratio"], s["digest"], s["group"]
         label = f"{s['name']} [{d}]"
+        if s.get("judged") is not None:      # the case's own targets
+            out += [(t, label, v, ok) for t, v, ok in s["judged"]]
+            if d == "xxh128":
+                out.append(("xxh128 ratio ≥ 0.90 everywhere", label,
+                            "%.2f" % r, r >= 0.90))
+            continue
         if s["kind"] == "readback":
-            if d == "sha256":
+            if d == "sha256" and g == "readback":
                 out.append(("read-back ≥ 1.6x faster than openssl dgst", label,
                             "%.2fx" % r, r >= 1.6))
             continue
@@ -570,14 +1015,18 @@ def markdown(env, summaries, checks, elapsed):
              "tool named in the case, and the ratio is how many times faster "
              "the filter is. See [README.md](../README.md) for the method.")
     L.append("")
-    L.append("| case | digest | with filter GB/s | without GB/s | ratio | "
-             "CPU s/GB with | CPU s/GB without | nbdkit RSS MiB with | without |")
+    L.append("| case | digest | A: with filter GB/s | B: without GB/s | "
+             "ratio A/B | CPU s/GB A | CPU s/GB B | nbdkit RSS MiB A | B |")
     L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
     for s in summaries:
         f, n = s["filter"], s["nofilter"]
-        ratio = ("%.2fx faster" % s["ratio"]) if s["kind"] == "readback" \
+        ratio = ("%.2fx faster" % s["ratio"]) if s["display"] == "faster" \
             else "%.2f" % s["ratio"]
-        L.append(f"| {s['name']} | {s['digest']} | {f['gbps']:.2f} | "
+        name = s["name"]
+        if s["display"] != "faster" and \
+                tuple(s["labels"]) != ("with filter", "without filter"):
+            name += f" (A: {s['labels'][0]}; B: {s['labels'][1]})"
+        L.append(f"| {name} | {s['digest']} | {f['gbps']:.2f} | "
                  f"{n['gbps']:.2f} | {ratio} | {f['cpu_per_gb']:.2f} | "
                  f"{n['cpu_per_gb']:.2f} | {fmt(f['rss_mib'], '%.0f')} | "
                  f"{fmt(n['rss_mib'], '%.0f')} |")
@@ -604,7 +1053,8 @@ def markdown(env, summaries, checks, elapsed):
     L.append("| target | case | value | result |")
     L.append("|---|---|--:|---|")
     for t, label, value, ok in checks:
-        L.append(f"| {t} | {label} | {value} | {'PASS' if ok else 'FAIL'} |")
+        result = "info" if ok is None else "PASS" if ok else "FAIL"
+        L.append(f"| {t} | {label} | {value} | {result} |")
     L.append("")
     L.append("## Checksums")
     L.append("")
@@ -630,14 +1080,18 @@ def check_checksums(summaries, dense_size):
     by_source = {}
     for s in summaries:
         if len(s["checksums"]) != 1:
-            problems.append(f"{s['name']} [{s['digest']}]: reps disagree: {s['checksums']}")
+            problems.append(f"{s['name']} [{s['digest']}]: runs disagree: {s['checksums']}")
             continue
-        if s["group"] in ("sparse", "memory", "memory-nofold"):
+        if s.get("whole") and not s["whole_ok"]:
+            problems.append(f"{s['name']}: whole= {s['whole_values']} is not "
+                            f"{s['whole']}sum's {s['whole_reference']}")
+        if s["image"] is None:
             continue
-        by_source.setdefault(s["digest"], set()).add(s["checksums"][0])
-    for d, values in by_source.items():
+        by_source.setdefault((s["image"], s["digest"]), set()).add(s["checksums"][0])
+    for (image, d), values in by_source.items():
         if len(values) != 1:
-            problems.append(f"{d}: cases over the same image disagree: {sorted(values)}")
+            problems.append(f"{d} over the {image} image: cases disagree: "
+                            f"{sorted(values)}")
     return problems
 
 
@@ -692,15 +1146,23 @@ def main():
                     help="repetitions per side of the memory case (default 1)")
     ap.add_argument("--workdir", default="/var/tmp/blkhash-bench",
                     help="where images and sockets go (default %(default)s)")
+    ap.add_argument("--outdir", default=None,
+                    help="where the seed, source, download and map-read cases "
+                         "write their raw output (default /dev/shm if it is a "
+                         "tmpfs, else the work dir)")
     ap.add_argument("--filter", default=DEFAULT_FILTER,
                     help="the filter .so (default build/filter/...)")
     ap.add_argument("--case", default=None,
                     help="only cases whose group contains one of these "
                          "comma-separated words (nbdcopy-null, nbdcopy-memory, "
                          "qemu-img, qemu-img-W, nbdcopy-file-verify, "
-                         "nbdcopy-read, sparse, readback, memory, memory-nofold) or digest")
+                         "nbdcopy-read, sparse, readback, memory, memory-nofold, seed, source, "
+                         "download, map-read, map-write, peer) or digest")
     ap.add_argument("--results", default=RESULTS,
                     help="output directory (default bench/results)")
+    ap.add_argument("--images-only", action="store_true",
+                    help="only make the raw images (bench/run --distro makes "
+                         "them on the host and links them into the chroot)")
     ap.add_argument("--replot", action="store_true",
                     help="only redraw latest.png from latest.json")
     args = ap.parse_args()
@@ -716,6 +1178,13 @@ def main():
         ap.error("repetitions must be at least 1")
     args.filter = os.path.abspath(args.filter)
     args.workdir = os.path.abspath(args.workdir)
+    if args.outdir is None:
+        args.outdir = args.workdir
+        with open("/proc/mounts") as f:
+            if any(l.split()[1:3] == ["/dev/shm", "tmpfs"] for l in f) and \
+                    os.access("/dev/shm", os.W_OK):
+                args.outdir = "/dev/shm"
+    args.outdir = os.path.abspath(args.outdir)
     if not os.path.exists(args.filter):
         ap.error(f"no filter at {args.filter} (build it: ninja -C build)")
 
@@ -725,26 +1194,39 @@ def main():
             "mem_virtual": 1 * TiB})
     cfg["mem_reps"] = args.mem_reps
 
+    if args.images_only:
+        make_images(args, cfg)
+        return 0
     start = time.monotonic()
     env = environment(args, cfg)
     log(f"bench: {env['mode']} run, {args.reps} reps, workdir {args.workdir}, "
         f"load {env['load_at_start']}")
-    dense, sparse = make_images(args, cfg)
+    os.makedirs(args.workdir, exist_ok=True)
     runner = Runner(args)
-    cases = build_cases(args, cfg, dense, sparse)
+    http = HttpServer(args.workdir, os.path.join(runner.rundir, "http.log"))
+    cases = build_cases(args, cfg, runner, http)
+    dense, sparse, qcow2 = make_images(
+        args, cfg, need_qcow2=any(c.get("needs_qcow2") for c in cases),
+        need_sparse=any(c["group"] == "sparse" for c in cases))
 
     summaries = []
-    for case in cases:
-        if case["kind"] != "memory":
-            warm(dense)
-            if case["group"] == "sparse":
-                warm(sparse, cfg["sparse_virtual"], cfg["sparse_data"])
-        reps = case.get("reps", args.reps)
-        sides = run_case(runner, case, reps, dense)
-        summaries.append(summarize(case, sides))
-    out = os.path.join(args.workdir, "out.raw")
-    if os.path.exists(out):
-        os.unlink(out)
+    try:
+        for case in cases:
+            if case["kind"] != "memory":
+                warm(dense)
+                if case["group"] == "sparse":
+                    warm(sparse, cfg["sparse_virtual"], cfg["sparse_data"])
+                if case.get("needs_qcow2"):
+                    warm(qcow2)
+            reps = case.get("reps", args.reps)
+            sides = run_case(runner, case, reps)
+            summaries.append(summarize(case, sides))
+    finally:
+        http.stop()
+    for out in (os.path.join(args.workdir, "out.raw"),
+                os.path.join(args.outdir, "blkhash-bench-out.raw")):
+        if os.path.exists(out):
+            os.unlink(out)
 
     elapsed = time.monotonic() - start
     checks = targets(summaries)
