@@ -29,10 +29,13 @@ KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 BLOCK = 64 * KiB            # the filter's default block size, used throughout
 DIGEST_SIZE = {"sha256": 32, "xxh128": 16, "blake2b512": 64}
 
+# A blkhash report; with blkhash-digest=none (the whole-image digest
+# alone) the label has no block size and there are no hashed=/read=.
 REPORT_RE = re.compile(
-    r'blkhash: (?P<digest>[\w-]+)/(?P<bs>\w+) (?P<hex>[0-9a-f]+|incomplete) '
-    r'export="[^"]*" size=(?P<size>\d+) hashed=(?P<hashed>\d+) '
-    r'read=(?P<read>\d+)')
+    r'blkhash: (?P<digest>[\w-]+)(?:/(?P<bs>\w+))? '
+    r'(?P<hex>[0-9a-f]+|incomplete) '
+    r'export="[^"]*" size=(?P<size>\d+)'
+    r'(?: hashed=(?P<hashed>\d+) read=(?P<read>\d+))?')
 
 
 def log(msg):
@@ -679,6 +682,14 @@ def build_cases(args, cfg, runner, http):
         short="download +whole", whole="sha256",
         qcow2_size=lambda: os.path.getsize(qcow2),
         probe=sha_probe)
+    # The whole-image digest alone (blkhash-digest=none): what a user
+    # holding only a SHA256SUMS line runs.
+    add("download", "download, `blkhash-digest=none blkhash-whole=sha256`",
+        ["none"], D, lambda r, dg: download(r, dg, ["blkhash-whole=sha256"]),
+        prepare=no_uout, image="qcow2", needs_qcow2=True, judge=judge_download,
+        short="download whole alone", whole="sha256",
+        qcow2_size=lambda: os.path.getsize(qcow2),
+        probe=sha_probe)
 
     # Per-block verification on the read side: the source case with
     # blkhash-expect-map (A) and without it (B), both with nbdkit's log
@@ -850,8 +861,8 @@ def summarize(case, sides):
     checksums |= {r["checksum"] for side in ("filter", "nofilter")
                   for r in sides[side] if r.get("checksum")}
     s["checksums"] = sorted(checksums)
-    s["hashed"] = max(int(r["report"]["hashed"]) for r in sides["filter"])
-    s["read"] = max(int(r["report"]["read"]) for r in sides["filter"])
+    s["hashed"] = max(int(r["report"]["hashed"] or 0) for r in sides["filter"])
+    s["read"] = max(int(r["report"]["read"] or 0) for r in sides["filter"])
     a, b = sides["filter"], sides["nofilter"]
     if "http_bytes" in a[0]:
         s["qcow2_size"] = case["qcow2_size"]()
