@@ -3,8 +3,8 @@
 // Invariants (mutex_ held):
 // - pieces_ are sorted, non-overlapping, non-empty, and all at or after
 //   cursor_; buffered_ is the sum of their data bytes.
-// - hashed_ <= cursor_; they differ only while a thread is advancing:
-//   it has claimed [hashed_, cursor_) and feeds it to hasher_ in order.
+// - [0, cursor_) was pushed to hasher_, in order: hasher_.hashed() <=
+//   cursor_, equal once it is idle (unless it failed).
 
 #include "whole_digest.h"
 
@@ -13,18 +13,6 @@
 #include <string>
 
 namespace blkhash {
-
-namespace {
-
-// Zeros fed to the digest for zero runs, this much at a time.
-constexpr size_t kZeroChunk = 1 << 20;
-
-const uint8_t* zero_chunk() {
-  static const std::vector<uint8_t> zeros(kZeroChunk, 0);
-  return zeros.data();
-}
-
-}  // namespace
 
 WholeDigest::WholeDigest(const DigestAlgorithm& digest, uint64_t length,
                          uint64_t window)
@@ -59,12 +47,23 @@ void WholeDigest::record(uint64_t offset, uint64_t length,
   const uint64_t end = offset + length;
   auto bytes_at = [&](uint64_t at) { return data ? data + (at - base) : nullptr; };
 
-  MutexLock lock(mutex_);
+  {
+    MutexLock lock(mutex_);
+    if (!store_locked(offset, end, bytes_at, source)) return;
+    advance();
+  }
+  // The queue of the hasher is kept within the window too.
+  hasher_.wait_queued_at_most(window_);
+}
+
+template <typename BytesAt>
+bool WholeDigest::store_locked(uint64_t offset, uint64_t end,
+                               BytesAt bytes_at, Source source) {
   if (offset < cursor_) {
     // Already hashed: a read saw what was hashed; a write changed it.
     if (source == Source::kWrite) stale_ = true;
     offset = std::min(cursor_, end);
-    if (offset == end) return;
+    if (offset == end) return false;
   }
   if (source == Source::kWrite) {
     erase_locked(offset, end);
@@ -85,7 +84,7 @@ void WholeDigest::record(uint64_t offset, uint64_t length,
     for (const ByteRange& gap : gaps)
       insert_locked(gap.offset, gap.length, bytes_at(gap.offset));
   }
-  advance();
+  return true;
 }
 
 void WholeDigest::erase_locked(uint64_t offset, uint64_t end) {
@@ -122,37 +121,11 @@ void WholeDigest::insert_locked(uint64_t offset, uint64_t length,
 }
 
 void WholeDigest::advance() {
-  if (advancing_) return;  // that thread will take our piece too
-  advancing_ = true;
   while (!pieces_.empty() && pieces_.begin()->first == cursor_) {
     auto node = pieces_.extract(pieces_.begin());
-    const Piece& piece = node.mapped();
-    buffered_ -= piece.bytes.size();
-    cursor_ += piece.length;
-    mutex_.unlock();
-    try {
-      hash_piece(piece);
-    } catch (...) {
-      mutex_.lock();
-      stale_ = true;  // the digest missed bytes: never report it
-      advancing_ = false;
-      throw;
-    }
-    mutex_.lock();
-    hashed_ += piece.length;
-  }
-  advancing_ = false;
-}
-
-void WholeDigest::hash_piece(const Piece& piece) {
-  if (!piece.bytes.empty()) {
-    hasher_->update(piece.bytes.data(), piece.bytes.size());
-    return;
-  }
-  for (uint64_t left = piece.length; left > 0;) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, kZeroChunk));
-    hasher_->update(zero_chunk(), n);
-    left -= n;
+    buffered_ -= node.mapped().bytes.size();
+    cursor_ += node.mapped().length;
+    hasher_.push(std::move(node.mapped()));
   }
 }
 
@@ -163,7 +136,7 @@ uint64_t WholeDigest::cursor() const {
 
 bool WholeDigest::stale() const {
   MutexLock lock(mutex_);
-  return stale_;
+  return stale_ || hasher_.failed();  // a failed hash missed bytes too
 }
 
 bool WholeDigest::over_window() const {
@@ -190,12 +163,15 @@ void WholeDigest::release_gap() {
   gap_claimed_ = false;
 }
 
-std::optional<DigestValue> WholeDigest::final() const {
+std::optional<DigestValue> WholeDigest::final() {
+  {
+    MutexLock lock(mutex_);
+    if (stale_ || cursor_ != length_) return std::nullopt;
+  }
+  auto digest = hasher_.finish(digest_size_);
   MutexLock lock(mutex_);
-  if (stale_ || advancing_ || hashed_ != length_) return std::nullopt;
-  std::vector<uint8_t> out(digest_size_);
-  hasher_->clone()->finish(out.data());
-  return DigestValue(out);
+  if (stale_ || hasher_.hashed() != length_) return std::nullopt;
+  return digest;
 }
 
 }  // namespace blkhash

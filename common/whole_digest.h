@@ -20,13 +20,17 @@
 // the whole image again gives its digest.  Reads behind the cursor change
 // nothing.
 //
+// Hashing: the pieces the cursor passes go, in order and without a copy,
+// to an OrderedHasher (ordered_hasher.h), which hashes them on a thread
+// of its own, so a request that moves the cursor does not wait for the
+// hash.  The pieces waiting there count against the window too: a call
+// that queues more than `window` bytes waits for the hasher to catch up.
+//
 // Threads: every method may be called from any number of threads at
-// once.  mutex_ guards the buffer and the cursor; hashing runs without
-// it, by one thread at a time (the one that finds the cursor's piece
-// ready claims every ready piece, moving the cursor past them before it
-// hashes, so a write landing meanwhile counts as behind the cursor).
-// The caller orders overlapping writes and reads (the filter's range
-// lock), as for the block table.
+// once.  mutex_ guards the buffer and the cursor; the cursor moves past
+// a piece as it is queued for hashing (so a write landing after that
+// counts as behind the cursor).  The caller orders overlapping writes
+// and reads (the filter's range lock), as for the block table.
 
 #ifndef BLKHASH_WHOLE_DIGEST_H
 #define BLKHASH_WHOLE_DIGEST_H
@@ -41,6 +45,7 @@
 #include "digest.h"
 #include "thread_annotations.h"
 #include "byte_range.h"
+#include "ordered_hasher.h"
 #include "content_recorder.h"
 
 namespace blkhash {
@@ -78,14 +83,12 @@ class WholeDigest : public ContentRecorder<WholeDigest> {
   std::optional<ByteRange> claim_gap(uint64_t max_length);
   void release_gap();
 
-  // The digest, once the cursor is at the end and the digest not stale.
-  std::optional<DigestValue> final() const;
+  // The digest, once the cursor is at the end and the digest not stale;
+  // waits for the hasher to finish what is queued.
+  std::optional<DigestValue> final();
 
  private:
-  struct Piece {
-    uint64_t length = 0;
-    std::vector<uint8_t> bytes;  // empty: a zero run
-  };
+  using Piece = OrderedHasher::Piece;  // bytes empty: a zero run
   friend class ContentRecorder<WholeDigest>;
   using Source = ContentSource;
 
@@ -93,29 +96,32 @@ class WholeDigest : public ContentRecorder<WholeDigest> {
   // Stores [offset, offset + length) of `data` (null: zeros).
   void record(uint64_t offset, uint64_t length, const uint8_t* data,
               Source source) EXCLUDES(mutex_);
+  // record()'s change to the buffer; false if it is all behind the cursor.
+  template <typename BytesAt>
+  bool store_locked(uint64_t offset, uint64_t end, BytesAt bytes_at,
+                    Source source) REQUIRES(mutex_);
   // Removes [offset, end) from the buffer.
   void erase_locked(uint64_t offset, uint64_t end) REQUIRES(mutex_);
   void insert_locked(uint64_t offset, uint64_t length, const uint8_t* data)
       REQUIRES(mutex_);
-  // Hashes every piece ready at the cursor; mutex_ is released while
-  // hashing, and held again on return.
+  // Moves the cursor past every piece ready at it, queueing them for
+  // hashing in order.
   void advance() REQUIRES(mutex_);
-  void hash_piece(const Piece& piece);
 
   const uint64_t length_;
   const uint64_t window_;
   const size_t digest_size_;
-  std::unique_ptr<Hasher> hasher_;  // used by the advancing thread only
 
   mutable Mutex mutex_;  // guards everything below
   std::map<uint64_t, Piece> pieces_ GUARDED_BY(mutex_);  // by offset, >= cursor_
   uint64_t cursor_ GUARDED_BY(mutex_) = 0;
   uint64_t buffered_ GUARDED_BY(mutex_) = 0;  // data bytes in pieces_
-  // Bytes the digest has consumed (<= cursor_).
-  uint64_t hashed_ GUARDED_BY(mutex_) = 0;
-  bool advancing_ GUARDED_BY(mutex_) = false;
   bool stale_ GUARDED_BY(mutex_) = false;
   bool gap_claimed_ GUARDED_BY(mutex_) = false;
+
+  // Everything before cursor_ was pushed to it, in order; it has its own
+  // lock, taken after mutex_ (push) or alone.
+  OrderedHasher hasher_;
 };
 
 }  // namespace blkhash

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "catch.h"
 
 #include "support.h"
+#include "ordered_hasher.h"
 #include "whole_digest.h"
 
 namespace blkhash::test {
@@ -175,6 +177,65 @@ TEST_CASE("threads writing disjoint pieces at once", "[whole][concurrency]") {
   for (auto& thread : threads) thread.join();
   REQUIRE(whole.final());
   CHECK(whole.final()->hex() == openssl_sha256(content));
+}
+
+// --- OrderedHasher: the thread the whole-image digest hashes on ---------
+
+TEST_CASE("the ordered hasher hashes pieces and zero runs in push order",
+          "[whole]") {
+  std::mt19937_64 random(7);
+  auto digest = sha256();
+  OrderedHasher hasher(digest->new_hasher());
+  std::vector<uint8_t> model;
+  for (int i = 0; i < 200; i++) {
+    OrderedHasher::Piece piece;
+    piece.length = random() % 70000 + 1;
+    if (random() % 3 == 0) {
+      model.insert(model.end(), piece.length, 0);  // a zero run
+    } else {
+      piece.bytes = random_bytes(random, piece.length);
+      model.insert(model.end(), piece.bytes.begin(), piece.bytes.end());
+    }
+    hasher.push(std::move(piece));
+    if (i % 50 == 0) {  // a digest in the middle, then more
+      auto middle = hasher.finish(32);
+      REQUIRE(middle);
+      CHECK(middle->hex() == openssl_sha256(model));
+    }
+    hasher.wait_queued_at_most(1 << 20);
+  }
+  auto value = hasher.finish(32);
+  REQUIRE(value);
+  CHECK(value->hex() == openssl_sha256(model));
+  CHECK(hasher.hashed() == model.size());
+  CHECK(!hasher.failed());
+}
+
+// A Hasher whose update fails, as OpenSSL's may.
+class FailingHasher : public Hasher {
+ public:
+  void update(const void*, size_t) override {
+    throw std::runtime_error("injected");
+  }
+  void finish(uint8_t*) override {}
+  std::unique_ptr<Hasher> clone() const override {
+    return std::make_unique<FailingHasher>();
+  }
+};
+
+TEST_CASE("a failing hash gives no digest, and nobody waits forever",
+          "[whole]") {
+  OrderedHasher hasher(std::make_unique<FailingHasher>());
+  for (int i = 0; i < 10; i++) {
+    OrderedHasher::Piece piece;
+    piece.length = 1000;
+    piece.bytes.assign(1000, 1);
+    hasher.push(std::move(piece));
+  }
+  hasher.wait_queued_at_most(0);  // returns: failed, the queue dropped
+  CHECK(hasher.failed());
+  CHECK(!hasher.finish(32));
+  CHECK(hasher.hashed() == 0);
 }
 
 }  // namespace
