@@ -4,8 +4,9 @@
 // Items are claimed with an atomic counter, so each runs exactly once;
 // `finished` counts completed items and the caller waits until it reaches
 // `count`.  fn is only called for claimed items, which all complete
-// before parallel_for returns, so a worker that still holds the Job
-// afterwards never touches fn (it only finds no item left to claim).
+// before parallel_for (or join) returns, so a worker that still holds the
+// Job afterwards never touches fn (it only finds no item left to claim).
+// start()'s fn is owned by the Job, so it lives as long as any holder.
 
 #include "hash_pool.h"
 
@@ -15,6 +16,7 @@
 namespace blkhash {
 
 struct HashPool::Job {
+  std::function<void(size_t)> owned_fn;  // start()'s; parallel_for() lends its
   const std::function<void(size_t)>* fn;
   size_t count;
   std::atomic<size_t> next_item{0};
@@ -86,7 +88,11 @@ void HashPool::parallel_for(size_t count,
   auto job = std::make_shared<Job>();
   job->fn = &fn;
   job->count = count;
+  offer(job, count - 1);  // the caller takes one share itself
+  finish(*job);
+}
 
+unsigned HashPool::offer(const std::shared_ptr<Job>& job, size_t max_helpers) {
   unsigned helpers = 0;
   {
     MutexLock lock(mutex_);
@@ -94,16 +100,36 @@ void HashPool::parallel_for(size_t count,
     // other jobs): never queue behind busy ones.
     size_t idle = idle_workers_ > queue_.size() ? idle_workers_ - queue_.size()
                                                 : 0;
-    helpers = static_cast<unsigned>(std::min<size_t>(idle, count - 1));
+    helpers = static_cast<unsigned>(std::min(idle, max_helpers));
     for (unsigned i = 0; i < helpers; i++) queue_.push_back(job);
   }
   for (unsigned i = 0; i < helpers; i++) work_ready_.notify_one();
+  return helpers;
+}
 
-  run_items(*job);
+void HashPool::finish(Job& job) {
+  run_items(job);
+  MutexLock lock(job.mutex);
+  while (job.finished != job.count) job.all_finished.wait(lock);
+  if (job.error) std::rethrow_exception(job.error);
+}
 
-  MutexLock lock(job->mutex);
-  while (job->finished != job->count) job->all_finished.wait(lock);
-  if (job->error) std::rethrow_exception(job->error);
+HashPool::Started HashPool::start(size_t count,
+                                  std::function<void(size_t)> fn) {
+  Started started;
+  started.job_ = std::make_shared<Job>();
+  started.job_->owned_fn = std::move(fn);
+  started.job_->fn = &started.job_->owned_fn;
+  started.job_->count = count;
+  if (count > 0 && !threads_.empty())
+    started.helpers_ = offer(started.job_, count);
+  return started;
+}
+
+void HashPool::join(Started& started) {
+  if (!started.job_) return;
+  std::shared_ptr<Job> job = std::move(started.job_);
+  finish(*job);
 }
 
 }  // namespace blkhash

@@ -299,6 +299,8 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
   const uint64_t completions = this->completions();
   begin_checks();
   changed_(this, offset, count);
+  if (overlaps_plugin(count))
+    return pwrite_overlapped(next, buf, count, offset, flags, err, completions);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
     int saved = *err;
     record("failed write", offset, count, err, [&] { forget_here(offset, count); });
@@ -316,6 +318,54 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
   if (record("write", offset, count, err, [&] { put(bytes); }) == -1)
     return -1;
   if (check_blocks("write", err) == -1) return -1;
+  return check_completion(completions, err);
+}
+
+bool ExportState::overlaps_plugin(uint32_t count) const {
+  // Not with a map to check against (its checks are per request thread),
+  // nor when records are deferred (they are after the reply anyway).
+  return pool_ && pool_->threads() > 1 && count >= kOverlapMinBytes &&
+         !map_checker_ && config_.defer == Deferral::Mode::kNever;
+}
+
+int ExportState::pwrite_overlapped(nbdkit_next* next, const void* buf,
+                                   uint32_t count, uint64_t offset,
+                                   uint32_t flags, int* err,
+                                   uint64_t completions) {
+  // The write's bytes are the caller's until we return, and the range is
+  // held exclusively: idle workers record slices of it while the plugin
+  // writes it; join() records what they did not take.  A slice boundary
+  // is a block boundary, so no block is split between two threads.
+  const uint8_t* bytes = static_cast<const uint8_t*>(buf);
+  const uint64_t block = config_.block_size;
+  const uint64_t end = offset + count;
+  const uint64_t slice =
+      std::max<uint64_t>(kOverlapSliceBytes / block, 1) * block;
+  const size_t slices = static_cast<size_t>(
+      ((end + slice - 1) / slice) - offset / slice);
+  std::vector<int> results(slices, 0);  // each slice's, by its own thread
+  auto started = pool_->start(slices, [&](size_t i) {
+    const uint64_t lo = std::max(offset, (offset / slice + i) * slice);
+    const uint64_t hi = std::min(end, (offset / slice + i + 1) * slice);
+    int ignored = 0;  // record() sets EIO
+    results[i] = record("write", lo, hi - lo, &ignored, [&] {
+      const std::span<const uint8_t> part{bytes + (lo - offset), hi - lo};
+      if (table_) table_->put_data(lo, part);
+      if (whole_) whole_->put_data(lo, part);
+    });
+  });
+  const int written = next->pwrite(next, buf, count, offset, flags, err);
+  pool_->join(started);  // never throws: record() catches
+  if (written == -1) {
+    int saved = *err;
+    record("failed write", offset, count, err, [&] { forget_here(offset, count); });
+    *err = saved;
+    return -1;
+  }
+  if (std::find(results.begin(), results.end(), -1) != results.end()) {
+    *err = EIO;
+    return -1;
+  }
   return check_completion(completions, err);
 }
 

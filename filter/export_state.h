@@ -154,6 +154,17 @@ class ExportState {
   // request completed the image and the root is not blkhash-expect.
   int check_completion(uint64_t completions_before, int* err);
 
+  // pwrite with the recording done by idle hashing threads while the
+  // plugin writes (see overlaps_plugin()).
+  bool overlaps_plugin(uint32_t count) const;
+  int pwrite_overlapped(nbdkit_next* next, const void* buf, uint32_t count,
+                        uint64_t offset, uint32_t flags, int* err,
+                        uint64_t completions);
+  // Writes at least this large are recorded while the plugin writes them,
+  // in slices of this size, so that whichever thread is free takes one.
+  static constexpr uint32_t kOverlapMinBytes = 1 << 20;
+  static constexpr uint64_t kOverlapSliceBytes = 512 << 10;
+
   // Sizes the table for next's export; mutex_ held.  -1 after nbdkit_error.
   int ensure_table_locked(nbdkit_next* next);
   bool report_due_locked() const;

@@ -69,7 +69,7 @@ def good_or_incomplete(reports, expected, what):
 
 def random_faults_case(what, errors_on_at_report, seed, rate=None,
                        per_kind=None, size=16 << 20, digest="sha256",
-                       bs=65536):
+                       bs=65536, max_len=300000):
     """4 connections of mixed requests with errors on; then either the
     clients disconnect with errors still on (report may be incomplete)
     or errors are switched off first (report must be right).  Then a
@@ -86,7 +86,8 @@ def random_faults_case(what, errors_on_at_report, seed, rate=None,
         final = None
         try:
             handles = [srv.connect() for _ in range(4)]
-            ops = [random_ops(rng, size, 400, MIXED, 300000)
+            ops = [random_ops(rng, size, 400 if max_len < 1 << 20 else 60,
+                              MIXED, max_len)
                    for _ in handles]
             ok, failed, _ = drive(handles, ops, 16, submit_errors_ok=True)
             check(failed > 0, what + ": some requests failed", ok)
@@ -371,6 +372,14 @@ def main():
                        per_kind=per_kind)
     random_faults_case("writes fail 50%, on during the report", True, 7,
                        per_kind={"pwrite": "50%", "zero": "50%"})
+    # Large writes: recorded while the plugin writes them (and forgotten
+    # when it fails).
+    random_faults_case("large writes fail 30%, off before the disconnect",
+                       False, 12, per_kind={"pwrite": "30%"},
+                       size=32 << 20, max_len=4 << 20)
+    random_faults_case("large writes fail 30%, on during the report", True,
+                       13, per_kind={"pwrite": "30%"}, size=32 << 20,
+                       max_len=4 << 20)
     nbdcopy_case("nbdcopy into a failing export", 8)
     extents_fail_case("block status always fails", 9)
     read_back_fails_case("reads fail during the report (file)", 10)

@@ -133,6 +133,12 @@ def main():
                 MIXED, 300000, "sha256", 65536, 101)
     memory_case("memory 4 conns mixed xxh128/4K", 24 << 20, 4, 16, 1500,
                 MIXED, 300000, "xxh128", 4096, 102)
+    # Writes of 1 MiB and more are recorded in slices by the hashing
+    # threads while the plugin writes them.
+    memory_case("memory 4 conns large writes sha256/64K", 48 << 20, 4, 4,
+                120, MIXED, 5 << 20, "sha256", 65536, 105)
+    memory_case("memory 2 conns large writes xxh128/4K", (40 << 20) + 4321,
+                2, 4, 120, MIXED, 3 << 20, "xxh128", 4096, 106)
     file_case("file 4 conns mixed sha256/4K", (16 << 20) + 12345, 4, 16,
               1000, MIXED, 200000, "sha256", 4096, 103)
     file_case("file 4 conns mixed xxh128/64K", (16 << 20) + 12345, 4, 16,

@@ -24,6 +24,7 @@ namespace blkhash::test {
 namespace {
 
 using std::chrono::microseconds;
+using std::chrono::milliseconds;
 
 TEST_CASE("every item runs exactly once, with several callers at once",
           "[pool]") {
@@ -157,6 +158,44 @@ TEST_CASE("a pool stops and joins its workers", "[pool]") {
     if (i % 2) pool.parallel_for(10, [](size_t) {});
   }
   SUCCEED();
+}
+
+TEST_CASE("start() runs on idle workers while the caller works; join() "
+          "finishes", "[pool]") {
+  HashPool pool(1);
+  std::this_thread::sleep_for(milliseconds(20));  // the worker is idle
+  const auto caller = std::this_thread::get_id();
+  std::atomic<int> runs{0};
+  std::atomic<bool> on_caller{false};
+  auto started = pool.start(1, [&](size_t) {
+    std::this_thread::sleep_for(milliseconds(20));
+    runs++;
+    if (std::this_thread::get_id() == caller) on_caller = true;
+  });
+  CHECK(started.on_worker());
+  // The caller's own work overlaps; join() waits for the item.
+  std::this_thread::sleep_for(milliseconds(5));
+  pool.join(started);
+  CHECK(runs == 1);
+  CHECK(!on_caller);
+
+  // No worker idle (or none at all): join() runs the items in the caller.
+  HashPool none(0);
+  std::atomic<int> inline_runs{0};
+  auto queued = none.start(3, [&](size_t) {
+    CHECK(std::this_thread::get_id() == caller);
+    inline_runs++;
+  });
+  CHECK(!queued.on_worker());
+  CHECK(inline_runs == 0);  // nothing runs before join()
+  none.join(queued);
+  CHECK(inline_runs == 3);
+
+  // An exception comes out of join().
+  auto failing = pool.start(2, [](size_t i) {
+    if (i == 1) throw std::runtime_error("item 1");
+  });
+  CHECK_THROWS_WITH(pool.join(failing), "item 1");
 }
 
 }  // namespace
