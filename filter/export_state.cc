@@ -323,9 +323,12 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
 
 bool ExportState::overlaps_plugin(uint32_t count) const {
   // Not with a map to check against (its checks are per request thread),
-  // nor when records are deferred (they are after the reply anyway).
+  // nor when records are deferred (they are after the reply anyway), nor
+  // for a digest that hashes the write in about the time a hand-over
+  // takes (xxh128; as LeafHasher does not use the pool for it).
+  const bool fast = !config_.parameters || config_.parameters->digest().is_fast();
   return pool_ && pool_->threads() > 1 && count >= kOverlapMinBytes &&
-         !map_checker_ && config_.defer == Deferral::Mode::kNever;
+         !fast && !map_checker_ && config_.defer == Deferral::Mode::kNever;
 }
 
 int ExportState::pwrite_overlapped(nbdkit_next* next, const void* buf,
