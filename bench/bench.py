@@ -541,8 +541,11 @@ def build_cases(args, cfg, runner, http):
             f.truncate(D)
 
     add("nbdcopy-file-verify", "nbdcopy → file, blkhash-verify=true", both, D,
+        # A report that reads is made at a check or at shutdown, not when
+        # the client disconnects: SIGTERM, and time nbdkit's exit.
         lambda r, dg: r.served("file", [out], lambda u: ["nbdcopy", dense, u], dg,
-                               filter_extra=["blkhash-verify=true"]),
+                               filter_extra=["blkhash-verify=true"],
+                               report_on_exit=True),
         prepare=fresh_out)
     add("nbdcopy-read", "nbdcopy file → null: (read path)", both, D,
         lambda r, dg: r.served("file", [dense], lambda u: ["nbdcopy", u, "null:"],
