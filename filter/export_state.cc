@@ -461,9 +461,19 @@ int ExportState::flush(nbdkit_next* next, uint32_t flags, int* err) {
 }
 
 void ExportState::after_request(nbdkit_next* next) {
-  if (!whole_ || !whole_->over_window()) return;
+  if (!whole_) return;
+  // Before any write, a gap at the cursor is bytes no client will send
+  // (the parts of a qcow2 file qemu-img never reads): read it as soon as
+  // a little data waits behind it, rather than buffer a whole window.
+  // After writes, a gap may be what a client is about to write (nbdcopy's
+  // connections work 128 MiB apart), and reading it early would make the
+  // digest stale when that write lands: wait for the window.
+  const uint64_t limit =
+      written_ ? config_.whole_window
+               : std::min<uint64_t>(config_.whole_window, kEarlyGapBytes);
+  if (whole_->buffered_bytes() <= limit) return;
   WholeReadBack reader(next, *whole_, table_.get(), ranges_, !written_);
-  if (!reader.read_while_over_window())
+  if (!reader.read_while_buffered_over(limit))
     nbdkit_debug("blkhash: whole-image digest: %s (read at the report)",
                  reader.error().c_str());
   whole_read_ += reader.bytes_read();

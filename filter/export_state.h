@@ -110,7 +110,8 @@ class ExportState {
 
   // After a data request, with no range held: with blkhash-whole, reads
   // the gap at the whole-image digest's cursor while its reorder buffer
-  // is over the window.  Failures only leave the gap for the report.
+  // is over the window (before any write: over kEarlyGapBytes).  Failures
+  // only leave the gap for the report.
   void after_request(nbdkit_next* next);
 
   // Another export name changed this range of the storage we may share.
@@ -164,6 +165,9 @@ class ExportState {
   // in slices of this size, so that whichever thread is free takes one.
   static constexpr uint32_t kOverlapMinBytes = 1 << 20;
   static constexpr uint64_t kOverlapSliceBytes = 512 << 10;
+  // Before any write, the whole-image digest reads the gap at its cursor
+  // once this much waits behind it (see after_request()).
+  static constexpr uint64_t kEarlyGapBytes = 8 << 20;
 
   // Sizes the table for next's export; mutex_ held.  -1 after nbdkit_error.
   int ensure_table_locked(nbdkit_next* next);

@@ -77,8 +77,8 @@ bool WholeReadBack::step() {
   return true;
 }
 
-bool WholeReadBack::read_while_over_window() {
-  while (whole_.over_window() && step()) {
+bool WholeReadBack::read_while_buffered_over(uint64_t limit) {
+  while (whole_.buffered_bytes() > limit && step()) {
   }
   return error_.empty();
 }

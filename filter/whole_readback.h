@@ -35,8 +35,8 @@ class WholeReadBack {
   WholeReadBack(nbdkit_next* next, WholeDigest& whole, BlockTable* table,
                 RangeLock& ranges, bool trust_zero_extents);
 
-  // Reads gaps while the digest's buffer is over its window.
-  bool read_while_over_window();
+  // Reads gaps while the digest's buffer holds more than `limit` bytes.
+  bool read_while_buffered_over(uint64_t limit);
   // Reads gaps until the cursor is at the end.  False, with error() set,
   // if a read failed or reports were interrupted.
   bool read_to_end();
