@@ -120,46 +120,50 @@ Report ExportState::compute_report(nbdkit_next* next, ReportMap& map) {
         if (!report.root) report.error = "blocks still unknown after reading";
       }
     }
-    if (report.root && (config_.expect_map || !config_.map_file.empty())) {
-      // One map for both: the bad blocks and the blkhash-map file.  A
-      // failure fails the report when the bad blocks need the map, else
-      // only the map file (write_map).
-      try {
-        map.bytes = table_->map(&map.root);
-      } catch (const std::exception& e) {
-        if (config_.expect_map) throw;
-        map.error = e.what();
-      }
-      if (config_.expect_map && map.bytes) {
-        // The blocks that differ from blkhash-expect-map, named.
-        BlockMap actual = BlockMap::parse(
-            {reinterpret_cast<const uint8_t*>(map.bytes->data()),
-             map.bytes->size()});
-        BlockRangeList bad = BlockMap::diff(*config_.expect_map, actual, 8);
-        if (!bad.empty()) report.bad_blocks = bad.text();
-      }
-    }
+    if (report.root && (config_.expect_map || !config_.map_file.empty()))
+      compute_map(report, map);
     hashed_at_last_report_ = table_->bytes_hashed();
     unfolded_at_last_report_ = table_->unfolded_bytes();
-
-    if (report.root && config_.verify) {
-      // Read everything back, ignoring what was hashed in flight.
-      BlockTable fresh(*config_.parameters, table_->length(), pool_,
-                       BlockTable::Fold::kSettledPrefix);
-      ReadBack reader(next, fresh, ranges_, readers_);
-      if (reader.complete()) {
-        report.readback = fresh.root();
-        if (!report.readback) report.verify_error = "blocks still unknown";
-      } else {
-        report.verify_error = reader.error();
-      }
-      report.verify_read = reader.bytes_read();
-    }
+    if (report.root && config_.verify) compute_verify(next, report);
   } catch (const std::exception& e) {
     report.root.reset();
     report.error = e.what();
   }
   return report;
+}
+
+void ExportState::compute_map(Report& report, ReportMap& map) {
+  // One map for both: the bad blocks and the blkhash-map file.  A failure
+  // fails the report when the bad blocks need the map, else only the map
+  // file (write_map).
+  try {
+    map.bytes = table_->map(&map.root);
+  } catch (const std::exception& e) {
+    if (config_.expect_map) throw;
+    map.error = e.what();
+  }
+  if (config_.expect_map && map.bytes) {
+    // The blocks that differ from blkhash-expect-map, named.
+    BlockMap actual = BlockMap::parse(
+        {reinterpret_cast<const uint8_t*>(map.bytes->data()),
+         map.bytes->size()});
+    BlockRangeList bad = BlockMap::diff(*config_.expect_map, actual, 8);
+    if (!bad.empty()) report.bad_blocks = bad.text();
+  }
+}
+
+void ExportState::compute_verify(nbdkit_next* next, Report& report) {
+  // Read everything back, ignoring what was hashed in flight.
+  BlockTable fresh(*config_.parameters, table_->length(), pool_,
+                   BlockTable::Fold::kSettledPrefix);
+  ReadBack reader(next, fresh, ranges_, readers_);
+  if (reader.complete()) {
+    report.readback = fresh.root();
+    if (!report.readback) report.verify_error = "blocks still unknown";
+  } else {
+    report.verify_error = reader.error();
+  }
+  report.verify_read = reader.bytes_read();
 }
 
 Report ExportState::compute_whole_only(nbdkit_next* next) {

@@ -192,6 +192,10 @@ class ExportState {
   Report compute_report(nbdkit_next* next, ReportMap& map);
   // The whole-image digest's part of a report.
   void compute_whole(nbdkit_next* next, Report& report);
+  // The block map of a report with a root (bad blocks, the map file).
+  void compute_map(Report& report, ReportMap& map);
+  // blkhash-verify: the export read back into a fresh table.
+  void compute_verify(nbdkit_next* next, Report& report);
   // The report with blkhash-digest=none: the whole-image digest alone.
   Report compute_whole_only(nbdkit_next* next);
   // blkhash-map: replaces the map file with `map` if the report has a root
