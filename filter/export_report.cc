@@ -208,6 +208,7 @@ void ExportState::compute_whole(nbdkit_next* next, Report& report) {
     report.whole_error = report.whole ? "" : reader.error();
     std::lock_guard lock(mutex_);
     whole_ = std::move(fresh);
+    whole_checked_ = false;
   }
   report.whole_read = read;
 }

@@ -105,13 +105,15 @@ int ExportState::check_blocks(const char* what, int* err) {
 }
 
 int ExportState::check_completion(uint64_t completions_before, int* err) {
-  if (!config_.expected || completions() == completions_before)
-    return 0;
-  auto root = table_->root();
-  if (!root || *root == *config_.expected) return 0;
-  std::string message = "checksum MISMATCH: " + config_.parameters->label() +
-                        " " + root->hex() + " " +
-                        expect_field(*root, *config_.expected);
+  std::string message;
+  if (config_.expected && completions() != completions_before) {
+    auto root = table_->root();
+    if (root && !(*root == *config_.expected))
+      message = "checksum MISMATCH: " + config_.parameters->label() + " " +
+                root->hex() + " " + expect_field(*root, *config_.expected);
+  }
+  if (message.empty()) message = whole_completion_mismatch();
+  if (message.empty()) return 0;
   nbdkit_error("blkhash: export %s: the image is complete: %s",
                quote(name_).c_str(), message.c_str());
   {
@@ -121,6 +123,20 @@ int ExportState::check_completion(uint64_t completions_before, int* err) {
   mismatch_ = true;
   *err = EIO;
   return -1;
+}
+
+std::string ExportState::whole_completion_mismatch() {
+  // The first request to find every byte past the cursor checks, once:
+  // it waits for the hashing thread to finish (a bounded wait).
+  if (!whole_ || !config_.whole_expected ||
+      whole_->cursor() != whole_->length() || whole_->stale() ||
+      whole_checked_.exchange(true))
+    return "";
+  const std::optional<DigestValue> value = whole_->final();
+  if (!value || *value == *config_.whole_expected) return "";
+  return "checksum MISMATCH: whole=" + config_.whole_digest->name() + ":" +
+         value->hex() + " " +
+         expect_field(*value, *config_.whole_expected, "whole-");
 }
 
 int ExportState::pread(nbdkit_next* next, void* buf, uint32_t count,

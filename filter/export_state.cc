@@ -57,6 +57,7 @@ int ExportState::ensure_table_locked(nbdkit_next* next) {
     return -1;
   }
   whole_.reset();
+  whole_checked_ = false;
   if (config_.whole_digest)
     whole_ = std::make_shared<WholeDigest>(*config_.whole_digest,
                                            static_cast<uint64_t>(size),

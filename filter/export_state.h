@@ -152,8 +152,12 @@ class ExportState {
   void drain_locked(std::unique_lock<std::mutex>& lock);
   int check_blocks(const char* what, int* err);
   // After a request that recorded content: 0, or -1 with *err = EIO if the
-  // request completed the image and the root is not blkhash-expect.
+  // request completed the image and the root is not blkhash-expect, or
+  // the whole-image digest is not blkhash-expect=ALGORITHM:HEX.
   int check_completion(uint64_t completions_before, int* err);
+  // The mismatch of the whole-image digest, for the first request after
+  // which every byte has passed its cursor; "" otherwise.
+  std::string whole_completion_mismatch();
 
   // pwrite with the recording done by idle hashing threads while the
   // plugin writes (see overlaps_plugin()).
@@ -238,6 +242,9 @@ class ExportState {
   // The table could not record a request: reports are incomplete until
   // the table is rebuilt.
   std::atomic<bool> table_lost_{false};
+  // The whole-image digest was checked against blkhash-expect once every
+  // byte had passed its cursor (reset with whole_).
+  std::atomic<bool> whole_checked_{false};
   // The request that completed the image found a mismatch, and the
   // content has not changed since: flushes fail.
   std::atomic<bool> mismatch_{false};

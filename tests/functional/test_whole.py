@@ -274,6 +274,38 @@ def test_xxh128(tmp):
           "xxh128 == xxhsum -H2", (xxhsum, p.stderr[-1000:]))
 
 
+def test_completion_refused(tmp):
+    """Write side, no check: the request after which every byte has
+    passed the cursor waits for the digest and fails with EIO if it is
+    not the expected one, so the copy tool itself fails (a flush is not
+    enough: qemu-img convert ignores a failed flush, nbdcopy sends none);
+    with the right value it succeeds."""
+    src = os.path.join(tmp, "flush-src.raw")
+    write_random(src, 20 << 20, 0.7, 21)
+    right = sha256_file(src)
+    wrong = hashlib.sha256(b"not it").hexdigest()
+    for tool, run in (
+            ("qemu-img", 'qemu-img convert -n -f raw -O raw %s "$uri"' % src),
+            ("nbdcopy", 'nbdcopy %s "$uri"' % src)):
+        for digest_args in ([], ["blkhash-digest=none"]):
+            for expect, ok in ((right, True), (wrong, False)):
+                p = nbdkit(["memory", str(20 << 20)],
+                           digest_args + ["blkhash-expect=sha256:" + expect],
+                           run=run)
+                what = "%s%s, %s value, no check" % (
+                    tool, " (digest none)" if digest_args else "",
+                    "right" if ok else "wrong")
+                check((p.returncode == 0) == ok,
+                      what + ": the copy's own exit status",
+                      p.stderr[-1500:])
+                if not ok:
+                    check("checksum MISMATCH" in p.stderr and
+                          "whole-expect=MISMATCH whole-expected=" + wrong
+                          in p.stderr,
+                          what + ": the error names the mismatch",
+                          p.stderr[-1500:])
+
+
 def make_qcow2(tmp, size, seed):
     raw = os.path.join(tmp, "alone.raw")
     write_random(raw, size, 0.5, seed)
@@ -382,7 +414,8 @@ def test_alone(tmp):
 def main():
     with tempdir() as tmp:
         for test in (test_nbdcopy_target, test_qcow2_file, test_random_traffic,
-                     test_failed_reads, test_xxh128, test_alone):
+                     test_failed_reads, test_xxh128, test_alone,
+                     test_completion_refused):
             test(tmp)
     finish()
 
