@@ -122,8 +122,7 @@ class Runner:
         client has finished, and VmHWM is sampled every few milliseconds
         until nbdkit exits (on both sides alike)."""
         for p in (self.sock, self.pidfile):
-            if os.path.exists(p):
-                os.unlink(p)
+            remove_if_present(p)
         cmd = ["nbdkit", "-f", "--exit-with-parent", "-U", self.sock,
                "-P", self.pidfile]
         if readonly:
@@ -341,6 +340,18 @@ def make_images(args, cfg, need_qcow2=False, need_sparse=True):
     return dense, sparse, qcow2
 
 
+def remove_if_present(path):
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def fresh_sparse(path, size):
+    """PATH recreated empty and sparse, SIZE bytes long."""
+    remove_if_present(path)
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
 def warm(path, virtual=None, data=None):
     """Pull the image's data into the page cache (holes are not read)."""
     with open(path, "rb", buffering=0) as f:
@@ -535,10 +546,7 @@ def build_cases(args, cfg, runner, http):
             "-O", "raw", dense, u], dg))
 
     def fresh_out():
-        if os.path.exists(out):
-            os.unlink(out)
-        with open(out, "wb") as f:
-            f.truncate(D)
+        fresh_sparse(out, D)
 
     add("nbdcopy-file-verify", "nbdcopy → file, blkhash-verify=true", both, D,
         # A report that reads is made at a check or at shutdown, not when
@@ -596,14 +604,10 @@ def build_cases(args, cfg, runner, http):
     uout = os.path.join(args.outdir, "blkhash-bench-out.raw")
 
     def fresh_uout():
-        if os.path.exists(uout):
-            os.unlink(uout)
-        with open(uout, "wb") as f:
-            f.truncate(D)
+        fresh_sparse(uout, D)
 
     def no_uout():
-        if os.path.exists(uout):
-            os.unlink(uout)
+        remove_if_present(uout)
 
     # The seed's own command: qcow2 -> raw, written into the file plugin
     # (out.raw recreated empty and sparse before each run, page-cached).
@@ -679,20 +683,18 @@ def build_cases(args, cfg, runner, http):
         ["sha256"], D, lambda r, dg: download(r, dg),
         prepare=no_uout, image="qcow2", needs_qcow2=True, judge=judge_download,
         qcow2_size=lambda: os.path.getsize(qcow2))
-    add("download", "download, also `blkhash-whole=sha256`",
-        ["sha256"], D, lambda r, dg: download(r, dg, ["blkhash-whole=sha256"]),
-        prepare=no_uout, image="qcow2", needs_qcow2=True, judge=judge_download,
-        short="download +whole", whole="sha256",
-        qcow2_size=lambda: os.path.getsize(qcow2),
-        probe=sha_probe)
-    # The whole-image digest alone (blkhash-digest=none): what a user
-    # holding only a SHA256SUMS line runs.
-    add("download", "download, `blkhash-digest=none blkhash-whole=sha256`",
-        ["none"], D, lambda r, dg: download(r, dg, ["blkhash-whole=sha256"]),
-        prepare=no_uout, image="qcow2", needs_qcow2=True, judge=judge_download,
-        short="download whole alone", whole="sha256",
-        qcow2_size=lambda: os.path.getsize(qcow2),
-        probe=sha_probe)
+    # The whole-image digest beside the blkhash, and alone
+    # (blkhash-digest=none): what a user holding only a SHA256SUMS line runs.
+    for name, digest, short in (
+            ("download, also `blkhash-whole=sha256`", "sha256",
+             "download +whole"),
+            ("download, `blkhash-digest=none blkhash-whole=sha256`", "none",
+             "download whole alone")):
+        add("download", name, [digest], D,
+            lambda r, dg: download(r, dg, ["blkhash-whole=sha256"]),
+            prepare=no_uout, image="qcow2", needs_qcow2=True,
+            judge=judge_download, short=short, whole="sha256",
+            qcow2_size=lambda: os.path.getsize(qcow2), probe=sha_probe)
 
     # Per-block verification on the read side: the source case with
     # blkhash-expect-map (A) and without it (B), both with nbdkit's log
@@ -702,8 +704,7 @@ def build_cases(args, cfg, runner, http):
     plog = os.path.join(runner.rundir, "plugin-reads.log")
 
     def make_map():
-        if os.path.exists(srcmap):
-            os.unlink(srcmap)
+        remove_if_present(srcmap)
         subprocess.run(["nbdkit", "-r", f"--filter={args.filter}", "file", qcow2,
                         "blkhash-digest=sha256", f"blkhash-map={srcmap}",
                         "--run", "true"], check=True, stdout=subprocess.DEVNULL,
@@ -712,8 +713,7 @@ def build_cases(args, cfg, runner, http):
             raise BenchError("no map written at " + srcmap)
 
     def map_read(r, dg, with_map):
-        if os.path.exists(plog):
-            os.unlink(plog)
+        remove_if_present(plog)
         extra = [f"blkhash-expect-map={srcmap}"] if with_map else []
         res = r.served("file", [qcow2], qemu_read, dg, readonly=True,
                        filter_extra=extra, report_on_exit=True,
@@ -744,8 +744,7 @@ def build_cases(args, cfg, runner, http):
     dmap = os.path.join(runner.rundir, "data.map")
 
     def with_map(r, dg):
-        if os.path.exists(dmap):
-            os.unlink(dmap)
+        remove_if_present(dmap)
         res = r.selfrun("file", [dense], dg, [f"blkhash-map={dmap}"])
         if not os.path.getsize(dmap):
             raise BenchError("empty map " + dmap)
@@ -1239,8 +1238,7 @@ def main():
         http.stop()
     for out in (os.path.join(args.workdir, "out.raw"),
                 os.path.join(args.outdir, "blkhash-bench-out.raw")):
-        if os.path.exists(out):
-            os.unlink(out)
+        remove_if_present(out)
 
     elapsed = time.monotonic() - start
     checks = targets(summaries)
