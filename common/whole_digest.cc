@@ -139,11 +139,6 @@ bool WholeDigest::stale() const {
   return stale_ || hasher_.failed();  // a failed hash missed bytes too
 }
 
-bool WholeDigest::over_window() const {
-  MutexLock lock(mutex_);
-  return buffered_ > window_;
-}
-
 uint64_t WholeDigest::buffered_bytes() const {
   MutexLock lock(mutex_);
   return buffered_;

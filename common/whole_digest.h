@@ -52,8 +52,9 @@ namespace blkhash {
 
 class WholeDigest : public ContentRecorder<WholeDigest> {
  public:
-  // An image of `length` bytes; at most about `window` bytes of data
-  // buffered ahead of the cursor before over_window() says to read.
+  // An image of `length` bytes; `window` bounds the data queued for
+  // hashing (see above); the caller reads the gap at the cursor when
+  // buffered_bytes() is over its own limit (the filter: the window).
   WholeDigest(const DigestAlgorithm& digest, uint64_t length,
               uint64_t window);
   ~WholeDigest();
@@ -72,8 +73,6 @@ class WholeDigest : public ContentRecorder<WholeDigest> {
   uint64_t cursor() const;
   // A change landed behind the cursor (see above).
   bool stale() const;
-  // Data buffered ahead of the cursor is over the window.
-  bool over_window() const;
   uint64_t buffered_bytes() const;
 
   // The unknown bytes at the cursor, at most `max_length` of them, for the
