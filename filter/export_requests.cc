@@ -57,6 +57,14 @@ int ExportState::record(const char* what, uint64_t offset, uint64_t length,
   return -1;
 }
 
+int ExportState::forget_failed(const char* what, uint64_t offset,
+                               uint64_t length, int* err) {
+  const int saved = *err;  // the plugin's error is the client's
+  record(what, offset, length, err, [&] { forget_here(offset, length); });
+  *err = saved;
+  return -1;
+}
+
 template <typename Update>
 bool ExportState::defer(std::optional<RangeLock::Guard>& held,
                         std::span<const uint8_t> bytes, const char* what,
@@ -202,10 +210,7 @@ int ExportState::pwrite(nbdkit_next* next, const void* buf, uint32_t count,
   if (overlaps_plugin(count))
     return pwrite_overlapped(next, buf, count, offset, flags, err, completions);
   if (next->pwrite(next, buf, count, offset, flags, err) == -1) {
-    int saved = *err;
-    record("failed write", offset, count, err, [&] { forget_here(offset, count); });
-    *err = saved;
-    return -1;
+    return forget_failed("failed write", offset, count, err);
   }
   auto put = [this, offset](std::span<const uint8_t> bytes) {
     if (table_) table_->put_data(offset, bytes);
@@ -260,10 +265,7 @@ int ExportState::pwrite_overlapped(nbdkit_next* next, const void* buf,
   const int written = next->pwrite(next, buf, count, offset, flags, err);
   pool_->join(started);  // never throws: record() catches
   if (written == -1) {
-    int saved = *err;
-    record("failed write", offset, count, err, [&] { forget_here(offset, count); });
-    *err = saved;
-    return -1;
+    return forget_failed("failed write", offset, count, err);
   }
   if (std::find(results.begin(), results.end(), -1) != results.end()) {
     *err = EIO;
@@ -281,12 +283,9 @@ int ExportState::zero(nbdkit_next* next, uint32_t count, uint64_t offset,
     bool refused_fast = (flags & NBDKIT_FLAG_FAST_ZERO) &&
                         (*err == ENOTSUP || *err == EOPNOTSUPP);
     if (!refused_fast) {
-      int saved = *err;
       note_change();
       changed_(this, offset, count);
-      record("failed zero", offset, count, err,
-             [&] { forget_here(offset, count); });
-      *err = saved;
+      forget_failed("failed zero", offset, count, err);
     }
     return -1;
   }

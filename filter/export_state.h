@@ -131,6 +131,10 @@ class ExportState {
   void note_change();
   // Forgets a range in this export's table and whole-image digest.
   void forget_here(uint64_t offset, uint64_t length);
+  // After a failed plugin write or zero: forgets the range (the storage
+  // may hold anything there now); -1 with the plugin's *err kept.
+  int forget_failed(const char* what, uint64_t offset, uint64_t length,
+                    int* err);
   // The table's completions(), or 0 without a table.
   uint64_t completions() const;
   // Runs a table update; on failure forgets the range (or, if even that
